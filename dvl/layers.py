@@ -1,0 +1,366 @@
+"""Building blocks shared by every dvl model.
+
+Every block follows the model contract: a Flax linen module whose
+``__call__(x, *, train)`` takes NHWC input. Blocks compute in ``dtype`` (bf16
+on accelerators) and keep their parameters in float32.
+
+Padding is named, not implied: ``'same'`` is TensorFlow's SAME (for stride 2
+on an even input it pads one more pixel after than before), the convention of
+the TF reference EfficientNet and MobileNets; ``'symmetric'`` pads
+``dilation * (k - 1) // 2`` on both sides, the torchvision convention of
+ResNet, VGG and GoogLeNet. Both give the same output size.
+"""
+
+import functools
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Dtype = Any
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'sigmoid': nn.sigmoid,
+    'tanh': jnp.tanh,
+    'relu': nn.relu,
+    'leaky_relu': functools.partial(nn.leaky_relu, negative_slope=0.1),
+    'relu6': nn.relu6,
+    'swish': nn.swish,
+    'linear': lambda x: x,
+}
+
+
+def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  """Returns the activation called ``name``; raises with the valid names."""
+  if name not in ACTIVATIONS:
+    raise ValueError(f'unknown activation {name!r}; choose one of: '
+                     f'{", ".join(sorted(ACTIVATIONS))}')
+  return ACTIVATIONS[name]
+
+
+def round_filters(channels: float, divisor: int = 8) -> int:
+  """Rounds a channel count to the nearest multiple of ``divisor``.
+
+  The rule of the TF reference EfficientNet and MobileNetV2: never below
+  ``divisor``, and one more step up when rounding lost more than 10%.
+  """
+  rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+  if rounded < 0.9 * channels:
+    rounded += divisor
+  return int(rounded)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+  """Scales a stage's block count by ``depth``, rounding up (EfficientNet)."""
+  return int(math.ceil(depth * repeats))
+
+
+def explicit_padding(padding: str, kernel: Sequence[int],
+                     dilation: Sequence[int] = (1, 1)):
+  """Translates a named padding into what ``lax`` convolutions take."""
+  if padding == 'same':
+    return 'SAME'
+  if padding == 'valid':
+    return 'VALID'
+  if padding == 'symmetric':
+    return [((k - 1) * d // 2, (k - 1) * d // 2)
+            for k, d in zip(kernel, dilation)]
+  raise ValueError(f"unknown padding {padding!r}; choose 'same' (TensorFlow), "
+                   "'symmetric' (torchvision) or 'valid'")
+
+
+def _pair(v) -> tuple[int, int]:
+  return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _resolve_pads(pads, in_hw, kernel, strides, dilation):
+  """Explicit (lo, hi) pads per spatial axis for any named padding."""
+  if not isinstance(pads, str):
+    return list(pads)
+  if pads == 'VALID':
+    return [(0, 0), (0, 0)]
+  out = []
+  for size, k, s, d in zip(in_hw, kernel, strides, dilation):
+    total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+    out.append((total // 2, total - total // 2))
+  return out
+
+
+def depthwise_conv2d_shifted(x, kernel, strides, padding, dilation=(1, 1)):
+  """Depthwise convolution as a sum of shifted, strided multiply-adds.
+
+  ``kernel`` has the grouped-convolution layout (kh, kw, 1, C). Computes the
+  same function as ``lax.conv_general_dilated(..., feature_group_count=C)``;
+  on CPU XLA lowers this form (and its gradient) about ten times faster.
+  """
+  kh, kw = kernel.shape[:2]
+  pads = _resolve_pads(padding, x.shape[1:3], (kh, kw), strides, dilation)
+  x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
+  out_h = (x.shape[1] - (kh - 1) * dilation[0] - 1) // strides[0] + 1
+  out_w = (x.shape[2] - (kw - 1) * dilation[1] - 1) // strides[1] + 1
+  y = None
+  for i in range(kh):
+    for j in range(kw):
+      r0, c0 = i * dilation[0], j * dilation[1]
+      tap = lax.slice(
+          x, (0, r0, c0, 0),
+          (x.shape[0], r0 + (out_h - 1) * strides[0] + 1,
+           c0 + (out_w - 1) * strides[1] + 1, x.shape[3]),
+          (1, strides[0], strides[1], 1))
+      term = tap * kernel[i, j, 0]
+      y = term if y is None else y + term
+  return y
+
+
+def depthwise_conv2d_xla(x, kernel, strides, padding, dilation=(1, 1)):
+  """Depthwise convolution as XLA's grouped convolution."""
+  return lax.conv_general_dilated(
+      x, kernel, window_strides=strides, padding=padding,
+      rhs_dilation=dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=x.shape[-1])
+
+
+DEPTHWISE_IMPLS = {'shifted': depthwise_conv2d_shifted,
+                   'xla': depthwise_conv2d_xla}
+
+
+def default_depthwise_impl() -> str:
+  """The faster lowering for the current backend: shifted adds on CPU."""
+  return 'shifted' if jax.default_backend() == 'cpu' else 'xla'
+
+
+class DepthwiseConv(nn.Module):
+  """Depthwise convolution (one filter per channel, multiplier 1).
+
+  The kernel is stored as (kh, kw, 1, C), the layout of a grouped
+  ``nn.Conv``; ``impl`` chooses the lowering (``None`` = fastest for the
+  backend, see ``default_depthwise_impl``). MAC counting recognises it.
+  """
+  kernel_size: int | Sequence[int] = 3
+  strides: int | Sequence[int] = 1
+  dilation: int | Sequence[int] = 1
+  padding: str = 'same'
+  use_bias: bool = False
+  impl: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel_size, strides = _pair(self.kernel_size), _pair(self.strides)
+    dilation = _pair(self.dilation)
+    impl = self.impl or default_depthwise_impl()
+    if impl not in DEPTHWISE_IMPLS:
+      raise ValueError(f'unknown depthwise impl {impl!r}; choose one of: '
+                       f'{", ".join(DEPTHWISE_IMPLS)}')
+    channels = x.shape[-1]
+    kernel = self.param('kernel', nn.initializers.variance_scaling(
+        2.0, 'fan_out', 'normal', in_axis=-2, out_axis=-1),
+                        (*kernel_size, 1, channels), jnp.float32)
+    pads = explicit_padding(self.padding, kernel_size, dilation)
+    y = DEPTHWISE_IMPLS[impl](x.astype(self.dtype), kernel.astype(self.dtype),
+                              strides, pads, dilation)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (channels,),
+                         jnp.float32).astype(self.dtype)
+    return y
+
+
+class Norm(nn.Module):
+  """BatchNorm with the running statistics in ``batch_stats``."""
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  scale_init: Callable = nn.initializers.ones
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    return nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
+                        epsilon=self.epsilon, scale_init=self.scale_init,
+                        dtype=self.dtype, name='bn')(x)
+
+
+class ConvBN(nn.Module):
+  """Convolution, then BatchNorm (optional), then an activation.
+
+  ``groups == -1`` makes it depthwise (``DepthwiseConv``). Without
+  BatchNorm the convolution carries a bias, as in LeNet and plain VGG.
+  """
+  features: int
+  kernel_size: int | Sequence[int] = 3
+  strides: int | Sequence[int] = 1
+  groups: int = 1
+  act: str | None = 'relu'
+  padding: str = 'same'
+  batch_norm: bool = True
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  zero_init_bn: bool = False
+  depthwise_impl: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    kernel_size = _pair(self.kernel_size)
+    if self.groups == -1:
+      x = DepthwiseConv(kernel_size, self.strides, padding=self.padding,
+                        use_bias=not self.batch_norm, impl=self.depthwise_impl,
+                        dtype=self.dtype, name='conv')(x)
+    else:
+      x = nn.Conv(self.features, kernel_size, _pair(self.strides),
+                  padding=explicit_padding(self.padding, kernel_size),
+                  feature_group_count=self.groups,
+                  use_bias=not self.batch_norm, dtype=self.dtype,
+                  kernel_init=nn.initializers.variance_scaling(
+                      2.0, 'fan_out', 'normal'), name='conv')(x)
+    if self.batch_norm:
+      x = Norm(self.bn_momentum, self.bn_epsilon, dtype=self.dtype,
+               scale_init=(nn.initializers.zeros if self.zero_init_bn
+                           else nn.initializers.ones), name='norm')(
+                               x, train=train)
+    return x if self.act is None else get_activation(self.act)(x)
+
+
+class SeparableConv(nn.Module):
+  """Depthwise-separable convolution (Howard et al. 2017, MobileNets, Fig. 3).
+
+  A depthwise ``k×k`` convolution then a 1×1 pointwise one, each followed by
+  BatchNorm and the activation.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  act: str = 'relu6'
+  padding: str = 'same'
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  depthwise_impl: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    bn = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+              dtype=self.dtype, act=self.act)
+    x = ConvBN(x.shape[-1], self.kernel_size, self.strides, groups=-1,
+               padding=self.padding, depthwise_impl=self.depthwise_impl,
+               name='depthwise', **bn)(x, train=train)
+    return ConvBN(self.features, 1, name='pointwise', **bn)(x, train=train)
+
+
+class SqueezeExcite(nn.Module):
+  """Squeeze-and-excitation (Hu et al. 2018): channel gates from a
+  global-average-pooled bottleneck of ``reduced`` channels."""
+  reduced: int
+  act: str = 'swish'
+  gate: str = 'sigmoid'
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    s = jnp.mean(x, axis=(1, 2), keepdims=True)
+    s = nn.Conv(self.reduced, (1, 1), dtype=self.dtype, name='reduce')(s)
+    s = get_activation(self.act)(s)
+    s = nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype, name='expand')(s)
+    return x * get_activation(self.gate)(s)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth / drop-connect (Huang et al. 2016) on a residual branch.
+
+  In training each example's branch is zeroed with probability ``rate`` and
+  the survivors are divided by ``1 - rate``; in evaluation it is the
+  identity. Draws from the ``'dropout'`` RNG stream.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if not train or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng('dropout'), keep,
+                                (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class InvertedResidual(nn.Module):
+  """MBConv (Sandler et al. 2018; Tan & Le 2019): 1×1 expansion, depthwise
+  ``k×k``, optional squeeze-and-excitation, linear 1×1 projection, and a
+  residual with drop-connect when the shapes allow it.
+
+  With ``expansion == 1`` the expansion convolution is left out, as in the
+  first block of MobileNetV2 and EfficientNet. ``se_ratio`` is taken of the
+  block's *input* channels (TF reference).
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  expansion: float = 6
+  se_ratio: float = 0.0
+  drop_path: float = 0.0
+  act: str = 'swish'
+  padding: str = 'same'
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  depthwise_impl: str | None = None
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    in_ch = x.shape[-1]
+    bn = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+              dtype=self.dtype)
+    y = x
+    hidden = int(round(in_ch * self.expansion))
+    if self.expansion != 1:
+      y = ConvBN(hidden, 1, act=self.act, name='expand', **bn)(y, train=train)
+    y = ConvBN(hidden, self.kernel_size, self.strides, groups=-1, act=self.act,
+               padding=self.padding, depthwise_impl=self.depthwise_impl,
+               name='depthwise', **bn)(y, train=train)
+    if self.se_ratio > 0:
+      y = SqueezeExcite(max(1, int(in_ch * self.se_ratio)), act=self.act,
+                        dtype=self.dtype, name='se')(y)
+    y = ConvBN(self.features, 1, act=None, name='project', **bn)(y, train=train)
+    if self.strides == 1 and in_ch == self.features:
+      y = DropPath(self.drop_path, name='drop_path')(y, train=train) + x
+    return y
+
+
+def max_pool(x, window: int, strides: int, padding: str = 'symmetric'):
+  """Max pooling over a ``window×window`` NHWC window."""
+  pads = explicit_padding(padding, (window, window))
+  if not isinstance(pads, str):
+    pads = tuple(pads)
+  return nn.max_pool(x, (window, window), (strides, strides), pads)
+
+
+def avg_pool(x, window: int, strides: int, padding: str = 'valid'):
+  """Average pooling over a ``window×window`` NHWC window."""
+  pads = explicit_padding(padding, (window, window))
+  if not isinstance(pads, str):
+    pads = tuple(pads)
+  return nn.avg_pool(x, (window, window), (strides, strides), pads)
+
+
+def global_avg_pool(x):
+  """Mean over the spatial axes: (N, H, W, C) -> (N, C)."""
+  return jnp.mean(x, axis=(1, 2))
+
+
+def adaptive_avg_pool(x, size: int):
+  """Averages an NHWC map into ``size×size`` bins (torchvision's
+  ``AdaptiveAvgPool2d``): bin ``i`` covers rows ``floor(i·H/size)`` to
+  ``ceil((i+1)·H/size)``; maps smaller than ``size`` are repeated."""
+  h, w = x.shape[1:3]
+  if (h, w) == (size, size):
+    return x
+
+  def bins(n):
+    return [(i * n // size, -(-(i + 1) * n // size)) for i in range(size)]
+
+  rows = [jnp.mean(x[:, a:b], axis=1) for a, b in bins(h)]
+  x = jnp.stack(rows, axis=1)
+  cols = [jnp.mean(x[:, :, a:b], axis=2) for a, b in bins(w)]
+  return jnp.stack(cols, axis=2)

@@ -1,0 +1,131 @@
+"""MobileNetV2 and EfficientNet: one network of inverted-residual stages
+built from block strings (``dvl.models.blocks``).
+
+- MobileNetV2 (Sandler et al. 2018, "MobileNetV2: Inverted residuals and
+  linear bottlenecks", Table 2): ReLU6, no squeeze-and-excitation, 1280-wide
+  head that never shrinks below 1280 (3,504,872 parameters at width 1.0).
+- EfficientNet (Tan & Le 2019, "EfficientNet: Rethinking model scaling for
+  convolutional neural networks", Table 1): swish, SE 0.25, drop-connect
+  rising linearly to 0.2 over the blocks; B0–B7 are rows of ``EFFICIENTNET``
+  (the TF reference's own table of width, depth, resolution, dropout).
+
+Scaling semantics (``dvl.scaling``): ``width`` multiplies every stage's,
+the stem's and the head's channels (``layers.round_filters``); ``depth``
+multiplies every stage's repeats (rounded up). This is the TF reference's
+scaling, so ``EfficientNet(width=1.1, depth=1.2, resolution=260)`` is B2.
+"""
+
+from typing import ClassVar, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from dvl import layers
+from dvl.models import blocks
+from dvl.models.common import Classifier, check_input, positive
+
+EFFICIENTNET_B0 = (
+    'ir_r1_k3_s1_e1_c16_se0.25', 'ir_r2_k3_s2_e6_c24_se0.25',
+    'ir_r2_k5_s2_e6_c40_se0.25', 'ir_r3_k3_s2_e6_c80_se0.25',
+    'ir_r3_k5_s1_e6_c112_se0.25', 'ir_r4_k5_s2_e6_c192_se0.25',
+    'ir_r1_k3_s1_e6_c320_se0.25')
+
+MOBILENET_V2 = (
+    'ir_r1_k3_s1_e1_c16', 'ir_r2_k3_s2_e6_c24', 'ir_r3_k3_s2_e6_c32',
+    'ir_r4_k3_s2_e6_c64', 'ir_r3_k3_s1_e6_c96', 'ir_r3_k3_s2_e6_c160',
+    'ir_r1_k3_s1_e6_c320')
+
+# name: (width, depth, resolution, dropout), from the TF reference builder.
+EFFICIENTNET = {
+    'efficientnet_b0': (1.0, 1.0, 224, 0.2),
+    'efficientnet_b1': (1.0, 1.1, 240, 0.2),
+    'efficientnet_b2': (1.1, 1.2, 260, 0.3),
+    'efficientnet_b3': (1.2, 1.4, 300, 0.3),
+    'efficientnet_b4': (1.4, 1.8, 380, 0.4),
+    'efficientnet_b5': (1.6, 2.2, 456, 0.4),
+    'efficientnet_b6': (1.8, 2.6, 528, 0.5),
+    'efficientnet_b7': (2.0, 3.1, 600, 0.5),
+}
+
+
+class EfficientNet(nn.Module):
+  """A stem, inverted-residual stages from block strings, a 1×1 head.
+
+  ``resolution`` is the reference input side; the module accepts any input
+  of at least ``min_resolution``. Defaults are EfficientNet-B0.
+  """
+  blocks: Sequence[str] = EFFICIENTNET_B0
+  width: float = 1.0
+  depth: float = 1.0
+  resolution: int = 224
+  dropout: float = 0.2
+  drop_connect: float = 0.2
+  stem_width: int = 32
+  head_width: int = 1280
+  head_never_shrinks: bool = False
+  act: str = 'swish'
+  padding: str = 'same'
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  depthwise_impl: str | None = None
+  num_classes: int = 1000
+  dtype: object = jnp.float32
+
+  min_resolution: ClassVar[int] = 32
+
+  @property
+  def default_resolution(self) -> int:
+    return self.resolution
+
+  def _head_width(self) -> int:
+    head = layers.round_filters(self.head_width * self.width)
+    return max(head, self.head_width) if self.head_never_shrinks else head
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    check_input(x, model='efficientnet', min_resolution=self.min_resolution,
+                stride=32)
+    positive(self.width, 'width', 'efficientnet')
+    positive(self.depth, 'depth', 'efficientnet')
+    bn = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+              dtype=self.dtype)
+    features = {}
+    x = layers.ConvBN(layers.round_filters(self.stem_width * self.width), 3, 2,
+                      act=self.act, padding=self.padding, name='stem', **bn)(
+                          x.astype(self.dtype), train=train)
+    features['stem'] = x
+    stages = blocks.scale_stages(self.blocks, width=self.width, depth=self.depth)
+    total = sum(s.repeats for s in stages)
+    index = 0
+    for i, spec in enumerate(stages):
+      if spec.kind != 'ir':
+        raise ValueError(f'efficientnet: stage {i + 1} has block type '
+                         f"{spec.kind!r}; only 'ir' (inverted residual) is built")
+      for j in range(spec.repeats):
+        x = layers.InvertedResidual(
+            spec.channels, spec.kernel, spec.stride if j == 0 else 1,
+            spec.expansion, spec.se_ratio,
+            drop_path=self.drop_connect * index / total, act=self.act,
+            padding=self.padding, depthwise_impl=self.depthwise_impl,
+            name=f'stage{i + 1}_block{j + 1}', **bn)(x, train=train)
+        index += 1
+      features[f'stage{i + 1}'] = x
+    x = layers.ConvBN(self._head_width(), 1, act=self.act, name='head_conv',
+                      **bn)(x, train=train)
+    features['head_conv'] = x
+    x = layers.global_avg_pool(x)
+    features['pre_logits'] = x
+    return Classifier(self.num_classes, self.dropout, self.dtype,
+                      name='head')(x, train=train), features
+
+
+MOBILENET_V2_FIELDS = dict(
+    blocks=MOBILENET_V2, act='relu6', dropout=0.0, drop_connect=0.0,
+    head_never_shrinks=True, bn_momentum=0.999, bn_epsilon=1e-3)
+
+
+def efficientnet_fields(name: str) -> dict:
+  """The constructor fields of one row of the B0–B7 table."""
+  width, depth, resolution, dropout = EFFICIENTNET[name]
+  return dict(width=width, depth=depth, resolution=resolution,
+              dropout=dropout)

@@ -1,0 +1,80 @@
+"""MobileNetV1 (Howard et al. 2017, "MobileNets: Efficient convolutional
+neural networks for mobile vision applications", Table 1).
+
+A 3×3 stride-2 stem and thirteen depthwise-separable blocks. ``width`` is the
+width multiplier α and ``resolution_multiplier`` the resolution multiplier ρ
+(the input side is ``224·ρ``), the paper's two knobs (Tables 6 and 7).
+``separable=False`` builds the full-convolution MobileNet the paper compares
+against (Table 4). Layout of the TF reference (Keras ``MobileNet``): ReLU6,
+BatchNorm after every convolution, a 1×1 convolution as classifier.
+
+Scaling semantics (``dvl.scaling``): the blocks are grouped into five stages
+by output width (64, 128, 256, 512, 1024: 1, 2, 2, 6, 2 blocks); ``depth``
+multiplies each stage's block count (rounded up); ``width`` is α.
+"""
+
+from typing import ClassVar, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from dvl import layers
+from dvl.models import blocks
+from dvl.models.common import Classifier, check_input, positive
+
+BLOCKS = ('ds_r1_k3_s1_c64', 'ds_r2_k3_s2_c128', 'ds_r2_k3_s2_c256',
+          'ds_r6_k3_s2_c512', 'ds_r2_k3_s2_c1024')
+
+
+class MobileNetV1(nn.Module):
+  """MobileNetV1 with width multiplier α (``width``) and resolution ρ."""
+  blocks: Sequence[str] = BLOCKS
+  width: float = 1.0
+  depth: float = 1.0
+  resolution_multiplier: float = 1.0
+  stem_width: int = 32
+  separable: bool = True
+  act: str = 'relu6'
+  dropout: float = 1e-3
+  padding: str = 'same'
+  depthwise_impl: str | None = None
+  num_classes: int = 1000
+  dtype: object = jnp.float32
+
+  min_resolution: ClassVar[int] = 32
+
+  @property
+  def default_resolution(self) -> int:
+    return int(round(224 * self.resolution_multiplier))
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    check_input(x, model='mobilenet_v1', min_resolution=self.min_resolution,
+                stride=32)
+    positive(self.width, 'width', 'mobilenet_v1')
+    positive(self.depth, 'depth', 'mobilenet_v1')
+    bn = dict(act=self.act, padding=self.padding, bn_momentum=0.99,
+              bn_epsilon=1e-3, dtype=self.dtype)
+    features = {}
+    x = layers.ConvBN(layers.round_filters(self.stem_width * self.width), 3, 2,
+                      name='stem', **bn)(x.astype(self.dtype), train=train)
+    features['stem'] = x
+    stages = blocks.scale_stages(self.blocks, width=self.width, depth=self.depth)
+    for i, spec in enumerate(stages):
+      for j in range(spec.repeats):
+        stride = spec.stride if j == 0 else 1
+        name = f'stage{i + 1}_block{j + 1}'
+        if self.separable:
+          x = layers.SeparableConv(
+              spec.channels, spec.kernel, stride, act=self.act,
+              padding=self.padding, bn_momentum=0.99, bn_epsilon=1e-3,
+              depthwise_impl=self.depthwise_impl, dtype=self.dtype,
+              name=name)(x, train=train)
+        else:
+          x = layers.ConvBN(spec.channels, spec.kernel, stride, name=name,
+                            **bn)(x, train=train)
+      features[f'stage{i + 1}'] = x
+    x = layers.global_avg_pool(x)
+    features['pre_logits'] = x
+    return Classifier(self.num_classes, self.dropout, self.dtype,
+                      name='head')(x, train=train), features

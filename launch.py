@@ -1,0 +1,35 @@
+"""dvl's one entry point: ``python launch.py --config FILE[:ARGS] --workdir DIR``.
+
+The config file's ``get_config(arg)`` builds a locked ml-collections config;
+``--config.a.b=value`` overrides a field (a misspelt key is an error) and
+``config.job`` names the job that runs it.
+"""
+
+import importlib
+
+from absl import app, flags
+from ml_collections import config_flags
+
+JOBS = {
+    'model_table': 'dvl.model_table',
+}
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, e.g. experiments/model_table.py',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the outputs.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  if config.job not in JOBS:
+    raise app.UsageError(f'unknown job {config.job!r}; choose one of: '
+                         f'{", ".join(JOBS)}')
+  importlib.import_module(JOBS[config.job]).run(config, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)
