@@ -185,8 +185,9 @@ class Norm(nn.Module):
 class ConvBN(nn.Module):
   """Convolution, then BatchNorm (optional), then an activation.
 
-  ``groups == -1`` makes it depthwise (``DepthwiseConv``). Without
-  BatchNorm the convolution carries a bias, as in LeNet and plain VGG.
+  ``groups == -1`` makes it depthwise (``DepthwiseConv``). The convolution
+  carries a bias when ``use_bias`` says so, by default only without
+  BatchNorm (torchvision's VGG-BN keeps it: ``use_bias=True``).
   """
   features: int
   kernel_size: int | Sequence[int] = 3
@@ -198,21 +199,23 @@ class ConvBN(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   zero_init_bn: bool = False
+  use_bias: bool | None = None
   depthwise_impl: str | None = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     kernel_size = _pair(self.kernel_size)
+    use_bias = (not self.batch_norm) if self.use_bias is None else self.use_bias
     if self.groups == -1:
       x = DepthwiseConv(kernel_size, self.strides, padding=self.padding,
-                        use_bias=not self.batch_norm, impl=self.depthwise_impl,
+                        use_bias=use_bias, impl=self.depthwise_impl,
                         dtype=self.dtype, name='conv')(x)
     else:
       x = nn.Conv(self.features, kernel_size, _pair(self.strides),
                   padding=explicit_padding(self.padding, kernel_size),
                   feature_group_count=self.groups,
-                  use_bias=not self.batch_norm, dtype=self.dtype,
+                  use_bias=use_bias, dtype=self.dtype,
                   kernel_init=nn.initializers.variance_scaling(
                       2.0, 'fan_out', 'normal'), name='conv')(x)
     if self.batch_norm:

@@ -63,7 +63,7 @@ def decode(block: str) -> StageSpec:
 def encode(spec: StageSpec) -> str:
   """The inverse of ``decode``."""
   out = f'{spec.kind}_r{spec.repeats}_k{spec.kernel}_s{spec.stride}'
-  if spec.expansion != 1:
+  if spec.kind == 'ir':
     out += f'_e{spec.expansion:g}'
   out += f'_c{spec.channels}'
   if spec.se_ratio:

@@ -3,7 +3,8 @@ large-scale image recognition", Table 1, configurations A, B, D, E).
 
 Five stages of 3×3 convolutions, each closed by 2×2 max pooling, then the
 4096-4096 classifier on a 7×7 adaptive-average-pooled map (torchvision's
-layout: VGG-16 has exactly 138,357,544 parameters).
+layout: VGG-16 has exactly 138,357,544 parameters; with BatchNorm the
+convolutions keep their biases, as there).
 
 Scaling semantics (``dvl.scaling``): ``depth`` multiplies the number of
 convolutions in every stage (rounded up), ``width`` multiplies every
@@ -54,6 +55,7 @@ class VGG(nn.Module):
       for j in range(layers.round_repeats(n, self.depth)):
         x = layers.ConvBN(layers.round_filters(c * self.width), 3,
                           padding='symmetric', batch_norm=self.batch_norm,
+                          use_bias=True,
                           dtype=self.dtype, name=f'stage{i + 1}_conv{j + 1}')(
                               x, train=train)
       features[f'stage{i + 1}'] = x

@@ -1,0 +1,102 @@
+"""The building blocks: depthwise lowering, drop-connect, pooling."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from dvl import layers
+
+CASES = list(itertools.product((3, 5), (1, 2), (1, 2), ('same', 'symmetric',
+                                                           'valid')))
+
+
+@pytest.mark.parametrize('kernel,stride,dilation,padding', CASES)
+@pytest.mark.parametrize('size', [15, 16])
+def test_shifted_depthwise_equals_grouped_convolution(kernel, stride, dilation,
+                                                      padding, size):
+  kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (2, size, size, 6))
+  w = jax.random.normal(kk, (kernel, kernel, 1, 6))
+  pads = layers.explicit_padding(padding, (kernel, kernel),
+                                 (dilation, dilation))
+  args = ((stride, stride), pads, (dilation, dilation))
+
+  out_shape = layers.depthwise_conv2d_xla(x, w, *args).shape
+  r = jax.random.normal(kg, out_shape)
+
+  def loss(impl, x, w):
+    y = impl(x, w, *args)
+    return jnp.sum(y * r), y
+
+  (_, ref), ref_grads = jax.value_and_grad(
+      lambda x, w: loss(layers.depthwise_conv2d_xla, x, w), (0, 1),
+      has_aux=True)(x, w)
+  (_, ours), grads = jax.value_and_grad(
+      lambda x, w: loss(layers.depthwise_conv2d_shifted, x, w), (0, 1),
+      has_aux=True)(x, w)
+  np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+  for g, r in zip(grads, ref_grads):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_module_impls_agree():
+  x = jax.random.normal(jax.random.key(1), (1, 9, 9, 4))
+  mods = [layers.DepthwiseConv(3, 2, impl=i) for i in ('xla', 'shifted')]
+  v = mods[0].init(jax.random.key(2), x)
+  np.testing.assert_allclose(mods[0].apply(v, x), mods[1].apply(v, x),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_drop_path_rescales_in_training_and_is_identity_in_eval():
+  x = jnp.ones((4000, 1, 1, 1))
+  mod = layers.DropPath(0.25)
+  y = mod.apply({}, x, train=True, rngs={'dropout': jax.random.key(0)})
+  np.testing.assert_allclose(np.unique(np.asarray(y)), [0.0, 1 / 0.75],
+                             rtol=1e-6)
+  assert abs(float(jnp.mean(y)) - 1.0) < 0.05
+  np.testing.assert_array_equal(mod.apply({}, x, train=False), x)
+
+
+def test_adaptive_pool_matches_bins():
+  x = jnp.arange(2 * 5 * 5 * 1, dtype=jnp.float32).reshape(2, 5, 5, 1)
+  y = layers.adaptive_avg_pool(x, 2)
+  # rows/cols bins of 5 into 2: [0, 3) and [2, 5)
+  np.testing.assert_allclose(y[0, 0, 0, 0], jnp.mean(x[0, 0:3, 0:3, 0]))
+  np.testing.assert_allclose(y[1, 1, 1, 0], jnp.mean(x[1, 2:5, 2:5, 0]))
+  small = layers.adaptive_avg_pool(jnp.ones((1, 1, 1, 3)), 7)
+  assert small.shape == (1, 7, 7, 3)
+
+
+def test_squeeze_excite_gates_each_channel():
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
+  mod = layers.SqueezeExcite(2)
+  v = mod.init(jax.random.key(1), x)
+  y = mod.apply(v, x)
+  ratio = y / x
+  # one gate per (example, channel), in (0, 1)
+  np.testing.assert_allclose(
+      ratio, np.broadcast_to(ratio[:, :1, :1, :], ratio.shape), rtol=1e-5)
+  assert np.all((ratio > 0) & (ratio < 1))
+
+
+@pytest.mark.parametrize('name', sorted(layers.ACTIVATIONS))
+def test_activations(name):
+  f = layers.get_activation(name)
+  x = jnp.array([-7.0, -0.5, 0.0, 0.5, 7.0])
+  expected = {
+      'sigmoid': 1 / (1 + np.exp(-x)), 'tanh': np.tanh(x),
+      'relu': np.maximum(x, 0), 'leaky_relu': np.where(x > 0, x, 0.1 * x),
+      'relu6': np.clip(x, 0, 6), 'swish': x / (1 + np.exp(-x)),
+      'linear': x}[name]
+  np.testing.assert_allclose(f(x), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_activation_and_padding():
+  with pytest.raises(ValueError, match="unknown activation 'gelu'.*swish"):
+    layers.get_activation('gelu')
+  with pytest.raises(ValueError, match="unknown padding 'full'"):
+    layers.explicit_padding('full', (3, 3))
