@@ -12,7 +12,8 @@ import dataclasses
 
 import flax.linen as nn
 
-from dvl.models import efficientnet, googlenet, lenet, mobilenet_v1, resnet, vgg
+from dvl.models import (efficientnet, googlenet, lenet, mobilenet_v1, resnet,
+                        resnet_v1, vgg)
 
 MODELS: dict[str, tuple[type[nn.Module], dict]] = {
     'lenet5': (lenet.LeNet5, {}),
@@ -23,6 +24,8 @@ MODELS: dict[str, tuple[type[nn.Module], dict]] = {
     'googlenet': (googlenet.GoogLeNet, {}),
     **{name: (resnet.ResNet, dict(stage_sizes=stages, block=block))
        for name, (stages, block) in resnet.STAGES.items()},
+    **{name: (resnet_v1.ResNetV1, dict(stage_sizes=stages))
+       for name, stages in resnet_v1.STAGES.items()},
     'mobilenet_v1': (mobilenet_v1.MobileNetV1, {}),
     'mobilenet_v2': (efficientnet.EfficientNet,
                      efficientnet.MOBILENET_V2_FIELDS),
