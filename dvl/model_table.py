@@ -36,7 +36,7 @@ def _pct(value, ref):
 
 def _zoo_entries(config):
   """(label, registry name, fields, side, reference Row) of the zoo table."""
-  names = list(config.models) or [n for n in models.MODELS
+  names = list(config.models) or [n for n in models.classifiers()
                                    if n != 'efficientnet']
   for name in names:
     model = models.build_model(name)

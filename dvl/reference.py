@@ -31,6 +31,8 @@ ZOO = {
     'resnet50': Row(25_557_032, 4_089, 'torchvision'),
     'resnet101': Row(44_549_160, 7_801, 'torchvision'),
     'resnet152': Row(60_192_808, 11_514, 'torchvision'),
+    # v1 (stride in the first 1x1), as Keras builds it: the paper's 3.8 G.
+    'resnet50_v1': Row(25_557_032, 3_800, 'ResNet paper Table 1 / Keras'),
     'mobilenet_v1': Row(4_231_976, 569, 'paper Table 6 / Keras'),
     'mobilenet_v2': Row(3_504_872, 300, 'paper / Keras'),
     'efficientnet_b0': Row(5_288_548, 386, 'TF reference code'),

@@ -1,4 +1,5 @@
-"""Every registered model: init, a training apply and an evaluation apply."""
+"""Every registered classifier: init, a training apply and an evaluation
+apply (the dense-prediction models have their own tests)."""
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +49,7 @@ DEEP = ('resnet101', 'resnet152', 'efficientnet_b3', 'efficientnet_b4',
 
 @pytest.mark.parametrize('name', [
     pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n
-    for n in models.MODELS])
+    for n in models.classifiers()])
 def test_every_model_trains_and_evaluates(name):
   side, channels = SMALL.get(name, (64, 3))
   model = _build(name)

@@ -12,8 +12,9 @@ import dataclasses
 
 import flax.linen as nn
 
-from dvl.models import (efficientnet, googlenet, lenet, mobilenet_v1, resnet,
-                        resnet_v1, vgg)
+from dvl.models import (autoencoder, efficientnet, fcn, googlenet, lenet,
+                        mobilenet_v1, resnet, resnet_v1, segnet, unet, vgg,
+                        yolo)
 
 MODELS: dict[str, tuple[type[nn.Module], dict]] = {
     'lenet5': (lenet.LeNet5, {}),
@@ -32,7 +33,26 @@ MODELS: dict[str, tuple[type[nn.Module], dict]] = {
     'efficientnet': (efficientnet.EfficientNet, {}),
     **{name: (efficientnet.EfficientNet, efficientnet.efficientnet_fields(name))
        for name in efficientnet.EFFICIENTNET},
+    # Detection, segmentation and image-to-image models.
+    'yolo_v1': (yolo.YOLO, {}),
+    **{name: (fcn.FCN, dict(stride=stride))
+       for name, stride in fcn.VARIANTS.items()},
+    'segnet': (segnet.SegNet, {}),
+    'unet': (unet.UNet, {}),
+    **{f'autoencoder_{mode}': (autoencoder.ConvAutoencoder, fields)
+       for mode, fields in autoencoder.MODES.items()},
 }
+
+
+def task(name: str) -> str:
+  """What a registered model predicts: 'classification', 'detection',
+  'segmentation' or 'reconstruction'."""
+  return getattr(_lookup(name)[0], 'task', 'classification')
+
+
+def classifiers() -> list[str]:
+  """The registered classification backbones."""
+  return [n for n in MODELS if task(n) == 'classification']
 
 
 def model_fields(name: str) -> dict:
