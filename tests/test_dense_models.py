@@ -10,28 +10,10 @@ import pytest
 
 from dvl import detection, image_metrics, losses
 from dvl.models import autoencoder, fcn, segnet, unet, yolo
+from model_variables import random_variables
 
 TINY_VGG = dict(widths=(8, 8, 16, 16, 16), fc_width=16, dropout=0.0)
 TINY_RESNET = dict(widths=(8, 8, 16, 16), stem_width=8)
-
-
-def _random_variables(model, x, seed=0):
-  """Variables of init's structure filled by numpy, which spares compiling
-  init: kernels ~ N(0, 1/fan_in), BatchNorm at identity, biases zero."""
-  rng = np.random.default_rng(seed)
-  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x,
-                                               train=False))
-
-  def fill(path, leaf):
-    name = jax.tree_util.keystr(path[-1:])
-    if 'kernel' in name:
-      fan_in = max(1, int(np.prod(leaf.shape[:-1])))
-      return rng.normal(0, fan_in ** -0.5, leaf.shape).astype(np.float32)
-    if 'scale' in name or 'var' in name:
-      return np.ones(leaf.shape, np.float32)
-    return np.zeros(leaf.shape, np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
 def _shape_of(model, x):
@@ -210,7 +192,7 @@ def test_yolo_on_a_registered_backbone_pools_to_the_grid():
 
 def _losses_while_training(model, x, loss_fn, steps, lr=1e-2):
   """Adam on one batch; the loss before each step."""
-  variables = _random_variables(model, x)
+  variables = random_variables(model, x)
   params, stats = variables['params'], variables.get('batch_stats', {})
   tx = optax.adam(lr)
 
