@@ -12,6 +12,7 @@ from ml_collections import config_flags
 
 JOBS = {
     'model_table': 'dvl.model_table',
+    'import_weights': 'dvl.convert',
 }
 
 _CONFIG = config_flags.DEFINE_config_file(
