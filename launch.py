@@ -6,12 +6,19 @@ The config file's ``get_config(arg)`` builds a locked ml-collections config;
 """
 
 import importlib
+import os
+
+# TensorFlow (the TFDS reader) reads this when it loads: quiet its C++
+# warnings before anything imports it.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from absl import app, flags
 from ml_collections import config_flags
 
 JOBS = {
     'model_table': 'dvl.model_table',
+    'train': 'dvl.train',
+    'lr_range': 'dvl.lr_range',
     'import_weights': 'dvl.convert',
 }
 

@@ -1,0 +1,123 @@
+"""The pure training and evaluation steps.
+
+Both are module-level functions of ``(state, batch)`` plus static arguments
+bound with ``functools.partial``; ``dvl.train.parallel.compile_steps`` jits
+them over a device mesh with the state donated. Hyper-parameters come from
+``StepConfig``, never literals here.
+"""
+
+import dataclasses
+import re
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from dvl import losses
+from dvl.optim import ema_update, path_name, regularization
+from dvl.train.state import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """What the steps take from the config.
+
+  ``frozen_stats`` is a regex of BatchNorm statistics kept unchanged (those
+  of frozen parameter groups); ``optim`` is ``config.optim`` (penalties, EMA).
+  """
+  optim: Any
+  label_smoothing: float = 0.0
+  frozen_stats: str = ''
+  eval_flip: bool = False
+  eval_translate: int = 0
+
+
+def eval_views(images: jax.Array, *, flip: bool, translate: int
+               ) -> list[jax.Array]:
+  """The test-time views of ``images``: itself, shifted by ``translate``
+  pixels up-left and down-right (reflected edges) when it is above 0, and
+  the mirror image of each when ``flip``."""
+  views = [images]
+  if translate:
+    t = translate
+    padded = jnp.pad(images, ((0, 0), (t, t), (t, t), (0, 0)), mode='reflect')
+    h, w = images.shape[1:3]
+    views += [padded[:, :h, :w], padded[:, 2 * t:, 2 * t:]]
+  if flip:
+    views += [v[:, :, ::-1] for v in views]
+  return views
+
+
+def _keep_frozen(old: Any, new: Any, regex: str) -> Any:
+  """``new`` BatchNorm statistics, but ``old`` where the path matches."""
+  if not regex:
+    return new
+  pattern = re.compile(regex)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, o, n: o if pattern.fullmatch(path_name(path)) else n,
+      old, new)
+
+
+def _loss(logits, batch, label_smoothing):
+  if 'soft_label' in batch:
+    targets = losses.smooth_labels(batch['soft_label'], label_smoothing)
+    return losses.soft_target_cross_entropy(logits, targets)
+  return losses.softmax_cross_entropy(logits, batch['label'],
+                                      label_smoothing=label_smoothing)
+
+
+def train_step(state: TrainState, batch: dict, *, model: nn.Module,
+               tx: optax.GradientTransformation,
+               schedule: Callable[[jax.Array], jax.Array],
+               hparams: StepConfig) -> tuple[TrainState, dict]:
+  """One SGD step on ``batch``; returns the new state and scalar metrics.
+
+  BatchNorm statistics are computed over the whole (global) batch: under
+  ``jit`` with the batch sharded the reduction spans every device.
+  """
+  dropout_rng = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    (logits, _), updates = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['image'],
+        train=True, mutable=['batch_stats'], rngs={'dropout': dropout_rng})
+    data_loss = _loss(logits, batch, hparams.label_smoothing)
+    loss = data_loss + regularization(params, hparams.optim)
+    return loss, (data_loss, logits, updates.get('batch_stats', {}))
+
+  (loss, (data_loss, logits, new_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  batch_stats = _keep_frozen(state.batch_stats, new_stats,
+                             hparams.frozen_stats)
+  ema = state.ema
+  if ema is not None:
+    ema = ema_update(ema, {'params': params, 'batch_stats': batch_stats},
+                     decay=hparams.optim.ema_decay,
+                     warmup=hparams.optim.ema_warmup)
+  metrics = {'loss': data_loss, 'total_loss': loss,
+             'accuracy': losses.accuracy(logits, batch['label']),
+             'grad_norm': optax.global_norm(grads),
+             'learning_rate': schedule(state.step)}
+  new_state = state.replace(step=state.step + 1, params=params,
+                            batch_stats=batch_stats, opt_state=opt_state,
+                            ema=ema)
+  return new_state, metrics
+
+
+def eval_step(variables: dict, batch: dict, *, model: nn.Module,
+              hparams: StepConfig) -> dict:
+  """Sums over the valid rows of a padded batch: loss, correct, count."""
+  views = eval_views(batch['image'], flip=hparams.eval_flip,
+                     translate=hparams.eval_translate)
+  logits = sum(model.apply(variables, v, train=False)[0].astype(jnp.float32)
+               for v in views) / len(views)
+  valid = batch['valid'].astype(jnp.float32)
+  nll = losses.soft_cross_entropy_per_example(
+      logits, jax.nn.one_hot(batch['label'], logits.shape[-1]))
+  correct = losses.top_k_correct(logits, batch['label'], 1)
+  return {'loss': jnp.sum(nll * valid), 'correct': jnp.sum(correct * valid),
+          'count': jnp.sum(valid)}

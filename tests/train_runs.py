@@ -1,0 +1,58 @@
+"""Running ``launch.py`` in a subprocess, for the training tests."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = 'experiments/quickstart.py:runlocal'
+
+
+def run_env(tfds_dir, cache_dir, **extra) -> dict:
+  """The environment of a launched run: its own data and compile caches."""
+  env = dict(os.environ, TFDS_DATA_DIR=str(tfds_dir),
+             DVL_JAX_CACHE=str(cache_dir), TF_CPP_MIN_LOG_LEVEL='2',
+             PYTHONUNBUFFERED='1')
+  env.update(extra)
+  return env
+
+
+def command(config: str, workdir, *overrides) -> list[str]:
+  return [sys.executable, 'launch.py', '--config', config,
+          '--workdir', str(workdir), *overrides]
+
+
+def launch(config: str, workdir, env, *overrides, timeout=300):
+  """Runs a job to the end; returns the CompletedProcess."""
+  return subprocess.run(command(config, workdir, *overrides), cwd=REPO,
+                        env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def start(config: str, workdir, env, *overrides) -> subprocess.Popen:
+  """Starts a job in the background (stdout and stderr to files)."""
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  out = open(workdir.parent / f'{workdir.name}.log', 'w')
+  return subprocess.Popen(command(config, workdir, *overrides), cwd=REPO,
+                          env=env, stdout=out, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def rows(workdir, split=None) -> list[dict]:
+  lines = (Path(workdir) / 'metrics.jsonl').read_text().splitlines()
+  out = [json.loads(line) for line in lines]
+  return [r for r in out if split is None or r['split'] == split]
+
+
+def summary(workdir) -> dict:
+  return json.loads((Path(workdir) / 'summary.json').read_text())
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  directory = Path(workdir) / 'checkpoints'
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
