@@ -29,6 +29,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'leaky_relu': functools.partial(nn.leaky_relu, negative_slope=0.1),
     'relu6': nn.relu6,
     'swish': nn.swish,
+    'gelu': nn.gelu,
     'linear': lambda x: x,
 }
 

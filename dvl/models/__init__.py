@@ -13,8 +13,8 @@ import dataclasses
 import flax.linen as nn
 
 from dvl.models import (autoencoder, efficientnet, fcn, googlenet, lenet,
-                        mobilenet_v1, resnet, resnet_v1, segnet, unet, vgg,
-                        yolo)
+                        mobilenet_v1, resnet, resnet_cifar, resnet_v1, segnet,
+                        unet, vgg, yolo)
 
 MODELS: dict[str, tuple[type[nn.Module], dict]] = {
     'lenet5': (lenet.LeNet5, {}),
@@ -27,6 +27,7 @@ MODELS: dict[str, tuple[type[nn.Module], dict]] = {
        for name, (stages, block) in resnet.STAGES.items()},
     **{name: (resnet_v1.ResNetV1, dict(stage_sizes=stages))
        for name, stages in resnet_v1.STAGES.items()},
+    'resnet9': (resnet_cifar.ResNetCifar, {}),
     'mobilenet_v1': (mobilenet_v1.MobileNetV1, {}),
     'mobilenet_v2': (efficientnet.EfficientNet,
                      efficientnet.MOBILENET_V2_FIELDS),
