@@ -20,6 +20,7 @@ JOBS = {
     'train': 'dvl.train',
     'lr_range': 'dvl.lr_range',
     'import_weights': 'dvl.convert',
+    'benchmark': 'dvl.benchmark',
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -1,5 +1,6 @@
-"""Running ``launch.py`` in a subprocess, for the training tests."""
+"""Running ``launch.py`` in a subprocess and reading experiment configs."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -56,3 +57,12 @@ def checkpoint_steps(workdir) -> list[int]:
   if not directory.is_dir():
     return []
   return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def experiment_config(name: str, arg: str | None = None):
+  """``experiments/<name>.py``'s ``get_config(arg)``."""
+  path = REPO / 'experiments' / f'{name}.py'
+  spec = importlib.util.spec_from_file_location(f'{name}_experiment', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
