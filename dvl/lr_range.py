@@ -53,7 +53,8 @@ def range_test_config(config) -> ml_collections.ConfigDict:
 def record(job, cfg) -> tuple[list[float], list[float]]:
   """``(lrs, losses)`` of the range test's steps, up to the divergence."""
   state = parallel.replicate(
-      job_lib.fresh_state(job.config, job.model, job.tx), job.mesh)
+      job_lib.fresh_state(job.config, job.model, job.tx, job.pipeline),
+      job.mesh)
   batches = job.pipeline.train_iter(0)
   lrs, losses, best = [], [], np.inf
   for step in range(1, cfg.steps + 1):

@@ -72,6 +72,8 @@ def get_config(arg=None):
   config.optim.learning_rate = 0.05
   config.optim.weight_decay = 5e-4
   config.optim.warmup_epochs = 2.0
+  if arg.model == cifar10.DEFAULT_MODEL:
+    config.optim.freeze = 'prep/kernel'  # the whitening filters stay fixed
 
   config.train = default_train_config()
   config.train.epochs = 60
