@@ -112,3 +112,20 @@ def test_eval_views_shift_and_mirror():
   np.testing.assert_array_equal(down_right[:, :-1, :-1], images[:, 1:, 1:])
   for plain, mirrored in zip(views[:3], views[3:]):
     np.testing.assert_array_equal(mirrored, plain[:, :, ::-1])
+
+
+def test_dirac_init_passes_the_first_channels_through():
+  from dvl.models.resnet_cifar import dirac_init  # noqa: PLC0415
+  init = dirac_init(lambda key, shape, dtype: jnp.full(shape, 7.0, dtype))
+  kernel = init(jax.random.key(0), (3, 3, 4, 6), jnp.float32)
+  x = jax.random.normal(jax.random.key(1), (1, 5, 5, 4))
+  y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
+                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  np.testing.assert_allclose(y[..., :4], x, rtol=1e-6)
+  assert np.all(np.asarray(kernel[..., 4:]) == 7.0)
+  model = models.build_model('resnet9', num_classes=10, dirac=True,
+                             **AIRBENCH)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                         train=False)
+  conv2 = variables['params']['stage2_conv2']['conv']['kernel']
+  np.testing.assert_array_equal(conv2[1, 1], np.eye(64))

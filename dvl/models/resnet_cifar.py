@@ -17,6 +17,10 @@ seconds on a single GPU"):
   images; freeze them with ``config.optim.freeze = 'prep/kernel'``.
 * ``double`` gives each stage a second 3x3 convolution after the pooled one
   (airbench's block, without a residual connection).
+* ``dirac`` initialises the stages' convolutions so that their first
+  min(C_in, C_out) filters pass their input channels through (airbench's
+  identity initialisation, which lets a plain network start as a shallow
+  one).
 
 Each stage pools right after its convolution, before BatchNorm, which
 normalises a map four times smaller; pooling is a reshape and a maximum,
@@ -25,7 +29,7 @@ which XLA differentiates faster on CPU than a reduce-window. ``stem_stride``
 network runs at half the resolution for a quarter of the MACs.
 """
 
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -67,6 +71,20 @@ def whitening_kernel(images: np.ndarray, size: int,
   return filters.reshape(size, size, channels, -1).astype(np.float32)
 
 
+def dirac_init(base: Callable) -> Callable:
+  """``base``, with the first min(C_in, C_out) filters replaced by identity
+  filters (a 1 at the centre tap of their own input channel): the layer
+  starts by passing those channels through."""
+  def init(key, shape, dtype=jnp.float32):
+    kernel = base(key, shape, dtype)
+    kh, kw, c_in, c_out = shape
+    n = min(c_in, c_out)
+    identity = jnp.zeros((kh, kw, c_in, n), dtype).at[
+        kh // 2, kw // 2, jnp.arange(n), jnp.arange(n)].set(1)
+    return kernel.at[..., :n].set(identity)
+  return init
+
+
 class ConvNormAct(nn.Module):
   """3x3 convolution, optional 2x2 max pooling, BatchNorm, activation."""
   features: int
@@ -75,6 +93,7 @@ class ConvNormAct(nn.Module):
   strides: int = 1
   act: str = 'relu'
   bn_momentum: float = 0.9
+  dirac: bool = False
   dtype: object = jnp.float32
 
   @nn.compact
@@ -82,10 +101,12 @@ class ConvNormAct(nn.Module):
     k = (self.kernel_size,) * 2
     padding = 'VALID' if self.strides > 1 else layers.explicit_padding(
         'symmetric', k)
+    kernel_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+    if self.dirac:
+      kernel_init = dirac_init(kernel_init)
     x = nn.Conv(self.features, k, (self.strides,) * 2, padding=padding,
-                use_bias=False, dtype=self.dtype,
-                kernel_init=nn.initializers.variance_scaling(
-                    2.0, 'fan_in', 'normal'), name='conv')(x)
+                use_bias=False, dtype=self.dtype, kernel_init=kernel_init,
+                name='conv')(x)
     if self.pool:
       x = max_pool_2x2(x)
     x = layers.Norm(self.bn_momentum, dtype=self.dtype, name='norm')(
@@ -104,6 +125,7 @@ class ResNetCifar(nn.Module):
   widths: Sequence[int] = (64, 128, 256, 512)
   residual: Sequence[bool] = (True, False, True)
   double: bool = False
+  dirac: bool = False
   whiten: int = 0
   whiten_epsilon: float = 5e-4
   stem_stride: int = 1
@@ -134,6 +156,7 @@ class ResNetCifar(nn.Module):
     self._check()
     block = dict(act=self.act, bn_momentum=self.bn_momentum, dtype=self.dtype)
     x = x.astype(self.dtype)
+    stage_block = dict(block, dirac=self.dirac)
     if self.whiten:
       k = self.whiten
       x = nn.Conv(2 * k * k * x.shape[-1], (k, k), padding='VALID',
@@ -146,9 +169,11 @@ class ResNetCifar(nn.Module):
     features = {'stem': x}
     for i, (width, res) in enumerate(zip(self.widths[1:], self.residual)):
       name = f'stage{i + 1}'
-      x = ConvNormAct(width, pool=True, name=name, **block)(x, train=train)
+      x = ConvNormAct(width, pool=True, name=name, **stage_block)(
+          x, train=train)
       if self.double:
-        x = ConvNormAct(width, name=f'{name}_conv2', **block)(x, train=train)
+        x = ConvNormAct(width, name=f'{name}_conv2', **stage_block)(
+            x, train=train)
       if res:
         y = ConvNormAct(width, name=f'{name}_res1', **block)(x, train=train)
         y = ConvNormAct(width, name=f'{name}_res2', **block)(y, train=train)
