@@ -21,6 +21,7 @@ JOBS = {
     'lr_range': 'dvl.lr_range',
     'import_weights': 'dvl.convert',
     'benchmark': 'dvl.benchmark',
+    'imagenet_eval': 'dvl.imagenet_eval',
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -38,6 +38,12 @@ def default_train_config() -> ml_collections.ConfigDict:
     freeze: parameter groups that are not trained: comma-separated top-level
       module names (``stem,stage1``) or regular expressions on the
       '/'-joined parameter path. Their BatchNorm statistics are frozen too.
+    preprocessing: the input preprocessing of imported weights: '' (none:
+      the pipeline's own normalisation), a preset of
+      ``dvl.convert.preprocess`` ('tf', 'caffe', 'torch'), or 'from_init'
+      (the spec that ``init_from``, an import_weights workdir, was saved
+      with). When set, the pipeline delivers [0, 1] images
+      (``input.normalize = 'none'``) and the steps apply the spec to them.
     backbone_lr_mult: with ``init_from``, the learning-rate multiplier of
       every parameter that was loaded (``reinit`` ones keep 1).
     distributed: 'auto' calls ``jax.distributed.initialize()`` when
@@ -62,6 +68,7 @@ def default_train_config() -> ml_collections.ConfigDict:
       init_step=placeholder(int),
       reinit='head/.*',
       freeze='',
+      preprocessing='',
       backbone_lr_mult=0.1,
       distributed='auto',
       compilation_cache=True,
@@ -94,6 +101,9 @@ def validate_train_config(cfg) -> None:
            f'{cfg.distributed!r}')
   freeze_regex(cfg.freeze)
   _compile(cfg.reinit, 'reinit')
+  _require(cfg.preprocessing != 'from_init' or bool(cfg.init_from),
+           "train.preprocessing = 'from_init' needs train.init_from, the "
+           'workdir of an import_weights run')
 
 
 def _compile(pattern: str, field: str) -> re.Pattern:

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from dvl.convert import preprocess
 from dvl.data import make_pipeline
 from dvl.optim import make_optimizer
 from dvl.train import parallel, transfer
@@ -49,10 +50,22 @@ class Job:
     return self.config.run.steps_per_epoch
 
 
-def _resolved(config, pipeline, num_devices: int, overrides: dict):
+def preprocessing_spec(train) -> dict | None:
+  """The input spec of ``train.preprocessing`` (None when it is '')."""
+  if not train.preprocessing:
+    return None
+  if train.preprocessing == 'from_init':
+    return transfer.preprocessing_spec(train.init_from)
+  return preprocess.spec(train.preprocessing)
+
+
+def _resolved(config, pipeline, num_devices: int, overrides: dict,
+              spec: dict | None):
   """A locked copy of ``config`` with the derived facts filled in."""
   resolved = ml_collections.ConfigDict(config.to_dict())
   resolved.input.resolution = pipeline.image_shape[0]
+  if spec is not None:
+    resolved.input.normalize = 'none'
   resolved.model.num_classes = pipeline.num_classes
   train = config.train
   steps_per_epoch = train.overfit_batches or pipeline.steps_per_epoch
@@ -62,6 +75,7 @@ def _resolved(config, pipeline, num_devices: int, overrides: dict):
       class_names=list(pipeline.class_names), steps_per_epoch=steps_per_epoch,
       total_steps=overrides.get('total_steps', total),
       global_batch_size=pipeline.batch_size, devices=num_devices,
+      preprocessing=spec,
       processes=jax.process_count(), examples=dict(
           train=pipeline.num_train, val=pipeline.num_val,
           test=pipeline.num_test))
@@ -149,19 +163,26 @@ def setup(config, *, devices=None, **overrides) -> Job:
   input_cfg = ml_collections.ConfigDict(config.input.to_dict())
   if input_cfg.resolution is None:
     input_cfg.resolution = default_resolution(config.model)
+  spec = preprocessing_spec(config.train)
+  if spec is not None:
+    if input_cfg.get('zca'):
+      raise ValueError('train.preprocessing replaces the input '
+                       'normalisation; set config.input.zca = False')
+    input_cfg.normalize = 'none'  # [0, 1] images; the steps apply the spec
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(input_cfg.batch_size, mesh, 'batch_size')
   parallel.check_batch_size(input_cfg.eval_batch_size, mesh, 'eval_batch_size')
   pipeline = make_pipeline(input_cfg, seed=config.train.seed)
   model = build_model(config.model, num_classes=pipeline.num_classes,
                       mixed_precision=config.train.mixed_precision)
-  resolved = _resolved(config, pipeline, mesh.size, overrides)
+  resolved = _resolved(config, pipeline, mesh.size, overrides, spec)
   tx, schedule = make_tx(resolved)
   hparams = StepConfig(optim=resolved.optim,
                        label_smoothing=config.train.label_smoothing,
                        frozen_stats=frozen_regex(resolved),
                        eval_flip=config.train.eval_flip,
-                       eval_translate=config.train.eval_translate)
+                       eval_translate=config.train.eval_translate,
+                       preprocessing=spec)
   train_step, eval_step = parallel.compile_steps(
       mesh, model=model, tx=tx, schedule=schedule, hparams=hparams)
   return Job(config=resolved, pipeline=pipeline, model=model, mesh=mesh,

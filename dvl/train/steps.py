@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from dvl import losses
+from dvl.convert import preprocess
 from dvl.optim import ema_update, path_name, regularization
 from dvl.train.state import TrainState
 
@@ -25,13 +26,24 @@ class StepConfig:
   """What the steps take from the config.
 
   ``frozen_stats`` is a regex of BatchNorm statistics kept unchanged (those
-  of frozen parameter groups); ``optim`` is ``config.optim`` (penalties, EMA).
+  of frozen parameter groups); ``optim`` is ``config.optim`` (penalties, EMA);
+  ``preprocessing`` an imported model's input spec (see ``model_input``).
   """
   optim: Any
   label_smoothing: float = 0.0
   frozen_stats: str = ''
   eval_flip: bool = False
   eval_translate: int = 0
+  preprocessing: Any = None
+
+
+def model_input(images: jax.Array, spec) -> jax.Array:
+  """What the model sees: the batch itself, or, with an imported model's
+  preprocessing ``spec``, the spec applied to the [0, 1] images as 0-255
+  pixels (``dvl.convert.preprocess``)."""
+  if spec is None:
+    return images
+  return preprocess.apply(spec, images * 255.0)
 
 
 def eval_views(images: jax.Array, *, flip: bool, translate: int
@@ -81,8 +93,9 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
 
   def loss_fn(params):
     (logits, _), updates = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, batch['image'],
-        train=True, mutable=['batch_stats'], rngs={'dropout': dropout_rng})
+        {'params': params, 'batch_stats': state.batch_stats},
+        model_input(batch['image'], hparams.preprocessing), train=True,
+        mutable=['batch_stats'], rngs={'dropout': dropout_rng})
     data_loss = _loss(logits, batch, hparams.label_smoothing)
     loss = data_loss + regularization(params, hparams.optim)
     return loss, (data_loss, logits, updates.get('batch_stats', {}))
@@ -111,7 +124,8 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
 def eval_step(variables: dict, batch: dict, *, model: nn.Module,
               hparams: StepConfig) -> dict:
   """Sums over the valid rows of a padded batch: loss, correct, count."""
-  views = eval_views(batch['image'], flip=hparams.eval_flip,
+  views = eval_views(model_input(batch['image'], hparams.preprocessing),
+                     flip=hparams.eval_flip,
                      translate=hparams.eval_translate)
   logits = sum(model.apply(variables, v, train=False)[0].astype(jnp.float32)
                for v in views) / len(views)

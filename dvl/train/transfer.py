@@ -1,5 +1,9 @@
 """Transfer learning: start from another run's weights (``train.init_from``).
 
+The source is a training run or an import_weights run (imported weights,
+``imported.json``); the latter's input preprocessing can follow it
+(``train.preprocessing = 'from_init'``).
+
 The source run's ``config.json`` (its resolved config) rebuilds the template
 of its train state, so its newest good checkpoint is restored through
 ``dvl.checkpoint`` with every check that implies (checksums, a corrupt step
@@ -23,6 +27,7 @@ import ml_collections
 from flax import traverse_util
 
 from dvl.checkpoint import Checkpointer
+from dvl.convert import imported, preprocess
 
 
 def source_config(workdir: str | Path) -> ml_collections.ConfigDict:
@@ -35,14 +40,36 @@ def source_config(workdir: str | Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
+def is_import(workdir: str | Path) -> bool:
+  """Whether ``workdir`` holds imported weights (an import_weights run)."""
+  return (Path(workdir).expanduser() / imported.INFO_FILE).is_file()
+
+
+def preprocessing_spec(workdir: str | Path) -> dict:
+  """The input preprocessing spec of the imported weights in ``workdir``."""
+  if not is_import(workdir):
+    raise FileNotFoundError(
+        f"train.preprocessing = 'from_init' but {workdir} holds no "
+        f'{imported.INFO_FILE}: point train.init_from at an import_weights '
+        "workdir, or name a preset ('tf', 'caffe', 'torch')")
+  info = json.loads((Path(workdir).expanduser() / imported.INFO_FILE)
+                    .read_text())
+  return preprocess.spec(info['preprocessing'])
+
+
 def load_source_variables(workdir: str | Path, step: int | None,
                           template_fn: Callable) -> tuple[dict, int]:
-  """``({'params', 'batch_stats'}, step)`` of the run in ``workdir``.
+  """``({'params', 'batch_stats'}, step)`` of the run in ``workdir``: a
+  training run, or an import_weights run (step 0).
 
   ``template_fn(config)`` builds the abstract train state of a resolved
   config; it is given the source's.
   """
   workdir = Path(workdir).expanduser().resolve()  # orbax needs it absolute
+  if is_import(workdir):
+    source = imported.load(workdir)
+    return {'params': source.variables['params'],
+            'batch_stats': source.variables.get('batch_stats', {})}, 0
   template = template_fn(source_config(workdir))
   checkpointer = Checkpointer(workdir, keep=None, every_steps=0)
   try:
