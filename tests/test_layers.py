@@ -91,12 +91,15 @@ def test_activations(name):
       'sigmoid': 1 / (1 + np.exp(-x)), 'tanh': np.tanh(x),
       'relu': np.maximum(x, 0), 'leaky_relu': np.where(x > 0, x, 0.1 * x),
       'relu6': np.clip(x, 0, 6), 'swish': x / (1 + np.exp(-x)),
+      # GELU in its tanh form (Hendrycks & Gimpel 2016), flax's default.
+      'gelu': 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi)
+                                     * (x + 0.044715 * x ** 3))),
       'linear': x}[name]
   np.testing.assert_allclose(f(x), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_unknown_activation_and_padding():
-  with pytest.raises(ValueError, match="unknown activation 'gelu'.*swish"):
-    layers.get_activation('gelu')
+  with pytest.raises(ValueError, match="unknown activation 'mish'.*swish"):
+    layers.get_activation('mish')
   with pytest.raises(ValueError, match="unknown padding 'full'"):
     layers.explicit_padding('full', (3, 3))
