@@ -89,9 +89,14 @@ def count_cost(model: nn.Module, image_shape) -> flops.Cost:
 
 
 def init_variables(model: nn.Module, image_shape, rng: jax.Array) -> dict:
-  """``{'params', 'batch_stats'}`` freshly initialised (params float32)."""
+  """``{'params', 'batch_stats'}`` freshly initialised (params float32).
+
+  Jitted: one compilation instead of one per initialiser, which on a CPU
+  saves seconds per network (a sweep builds dozens).
+  """
   x = jnp.zeros((1, *image_shape), jnp.float32)
-  variables = model.init({'params': rng, 'dropout': rng}, x, train=False)
+  init = jax.jit(lambda rngs, x: model.init(rngs, x, train=False))
+  variables = init({'params': rng, 'dropout': rng}, x)
   return {'params': variables['params'],
           'batch_stats': variables.get('batch_stats', {})}
 
