@@ -1,0 +1,76 @@
+"""What runs a trial, in whichever process the executor chose.
+
+This module imports nothing heavy at the top: a pool worker pins its CPU
+cores and picks its GPUs (``start_worker``) before JAX is first imported.
+"""
+
+import json
+import os
+import traceback
+from pathlib import Path
+
+# Summary fields a results row keeps.
+SUMMARY_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
+                  'test_loss', 'steps', 'compile_s', 'wall_s')
+
+
+def start_worker(slots, threads: int, gpus: int) -> None:
+  """Gives a fresh worker process its own CPU cores and GPUs.
+
+  ``slots`` is a queue of worker indices; worker ``i`` keeps cores
+  ``i·threads … (i+1)·threads - 1`` of the machine (XLA sizes its CPU thread
+  pool from this affinity) and GPUs ``i·gpus …`` (CUDA_VISIBLE_DEVICES).
+  ``threads = 0`` or ``gpus = 0`` leaves that resource shared.
+  """
+  index = slots.get()
+  if threads:
+    cores = sorted(os.sched_getaffinity(0))
+    mine = cores[index * threads:(index + 1) * threads]
+    os.sched_setaffinity(0, mine or cores)
+  if gpus:
+    os.environ['CUDA_VISIBLE_DEVICES'] = ','.join(
+        str(index * gpus + i) for i in range(gpus))
+
+
+def _status(error: BaseException) -> str:
+  """'diverged', 'oom', 'invalid' (a shape or value the network cannot
+  take) or 'failed'."""
+  from dvl.train import NonFiniteLossError
+  text = str(error)
+  if isinstance(error, NonFiniteLossError):
+    return 'diverged'
+  if isinstance(error, MemoryError) or 'RESOURCE_EXHAUSTED' in text or (
+      'out of memory' in text.lower()):
+    return 'oom'
+  if isinstance(error, (ValueError, TypeError)):
+    return 'invalid'
+  return 'failed'
+
+
+def run_trial(config, workdir: str) -> dict:
+  """Trains one trial config (a ConfigDict or its dict) in ``workdir``;
+  returns its outcome.
+
+  The outcome is ``{'status': 'ok', ...summary fields, 'train_s'}``, or
+  ``{'status': 'diverged' | 'oom' | 'invalid' | 'failed', 'reason'}`` (the
+  traceback goes to ``workdir/error.txt``), or ``{'status': 'stopped'}``
+  when SIGTERM stopped the run after saving a checkpoint.
+  """
+  import ml_collections
+  from dvl import train
+  if isinstance(config, dict):
+    config = ml_collections.ConfigDict(config)
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  try:
+    results = train.run(config, workdir)
+  except Exception as error:  # recorded: the sweep goes on
+    Path(workdir, 'error.txt').write_text(traceback.format_exc())
+    reason = f'{type(error).__name__}: {error}'.strip()
+    return {'status': _status(error), 'reason': reason[:500]}
+  if results is None:
+    return {'status': 'stopped'}
+  summary = json.loads(Path(workdir, 'summary.json').read_text())
+  outcome = {k: summary.get(k) for k in SUMMARY_FIELDS}
+  outcome['train_s'] = summary['wall_s'] - (summary.get('compile_s') or 0.0)
+  outcome['status'] = 'ok'
+  return outcome
