@@ -22,6 +22,9 @@ JOBS = {
     'import_weights': 'dvl.convert',
     'benchmark': 'dvl.benchmark',
     'imagenet_eval': 'dvl.imagenet_eval',
+    'scaling_search': 'dvl.sweep.search',
+    'scaling_report': 'dvl.sweep.report',
+    'scaling_table3': 'dvl.sweep.table3',
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -1,0 +1,139 @@
+"""EfficientNet's compound-scaling search on a proxy that fits a CPU.
+
+    python launch.py --config experiments/scaling_search.py --workdir runs/search
+    python launch.py --config experiments/scaling_search.py:backbone=mobilenet_v1,dataset=cifar10 --workdir runs/mbv1
+    python launch.py --config experiments/scaling_report.py --workdir runs/search
+
+Tan & Le 2019, Sec. 3.3: at φ = 1 every (α, β, γ) of a grid with
+α·β²·γ² ≈ 2 scales the baseline (d = α, w = β, r = γ) and trains with the
+same budget; the best on the validation split is chosen; φ = 1 … max_phi
+then scale with it, beside depth, width and resolution alone at the same
+nominal MACs (Figure 8, Table 3). ``dvl.sweep.search`` describes the
+phases, resuming and the files; the report (``dvl.sweep.report``) is written
+at the end.
+
+Default: a 32x32 proxy of EfficientNet-B0 (B0's first four stages, as in
+``experiments/quickstart.py``) on the procedural shapes dataset,
+φ up to 2. Sides are rounded to a multiple of 8, so at 32 pixels γ = 1.1
+stays at 32, γ = 1.2 and 1.3 give 40 and γ = 1.4 gives 48; grid points that
+round to the same network train once.
+
+Arguments:
+  backbone: efficientnet (the proxy above), mobilenet_v1, mobilenet_v2,
+    resnet18/34/50/..., vgg11/13/16/19(_bn), or any registered model the
+    scaling functions support (at its own fields).
+  dataset: shapes (default) or cifar10 (the local CIFAR-10 copy, with a
+    grid of at least 9 points and φ up to 3).
+  executor: sequential (default), pool or ray; workers: pool or Ray workers.
+  runlocal: two candidates, φ = 1, 8 steps each (about 2 minutes).
+"""
+
+import ml_collections
+
+from dvl.config_args import parse_arg
+from dvl.data import default_input_config
+from dvl.optim import default_optim_config
+from dvl.train import default_train_config
+
+# EfficientNet-B0's first four stages with strides for 32x32 images (see
+# experiments/quickstart.py): after the stride-2 stem the last map is 4x4.
+BLOCKS_32PX = ('ir_r1_k3_s1_e1_c16_se0.25', 'ir_r2_k3_s2_e6_c24_se0.25',
+               'ir_r2_k5_s2_e6_c40_se0.25', 'ir_r2_k3_s1_e6_c80_se0.25')
+# Baseline fields of each backbone for 32x32 inputs; the sweep scales them.
+BACKBONES = {
+    'efficientnet': dict(name='efficientnet', blocks=BLOCKS_32PX, depth=0.5,
+                         head_width=320, resolution=32, dropout=0.0,
+                         drop_connect=0.0, bn_momentum=0.9),
+    'mobilenet_v1': dict(name='mobilenet_v1', width=0.25, dropout=0.0),
+    'mobilenet_v2': dict(name='mobilenet_v2', width=0.35, dropout=0.0,
+                         drop_connect=0.0, bn_momentum=0.9),
+}
+# Other backbones start at a quarter of their width (ResNet, VGG).
+OTHER_WIDTH = 0.25
+
+
+def backbone(name: str) -> dict:
+  return dict(BACKBONES.get(name, dict(name=name, width=OTHER_WIDTH)))
+
+
+def sweep_config(arg) -> ml_collections.ConfigDict:
+  """``config.sweep``: what the search trains and where (dvl.sweep)."""
+  return ml_collections.ConfigDict(dict(
+      # The φ = 1 grid: (lo, hi) of each coefficient and a common step,
+      # keeping |α·β²·γ² - target| <= tolerance ...
+      grid=dict(alpha=(1.0, 2.0), beta=(1.0, 1.5), gamma=(1.0, 1.5),
+                step=0.1),
+      target=2.0, tolerance=0.1,
+      # ... or a fixed list of (α, β, γ) triples instead of the grid.
+      candidates=(),
+      max_phi=2,
+      baselines=('depth', 'width', 'resolution'),
+      seeds=(0,),
+      # 'epochs' or 'steps' (train.epochs / train.steps for every trial), or
+      # 'macs': train.steps × the baseline's MACs per image for every trial.
+      budget='epochs',
+      select='val_accuracy',  # or 'best_val_accuracy'
+      resolution_multiple=8,
+      executor=arg.executor, workers=arg.workers,
+      threads_per_worker=0,  # 0: the cores divided among the workers
+      gpus_per_worker=0, ray_address='',
+      report=True))
+
+
+def input_config(dataset: str) -> ml_collections.ConfigDict:
+  config = default_input_config()
+  if dataset == 'shapes':
+    config.dataset = 'shapes'
+    config.shapes.num_train = 12_000
+    config.val_count = 2000
+  elif dataset == 'cifar10':
+    config.dataset = 'cifar10_local'
+    config.val_count = 5000
+    config.augment.crop = 'pad_crop'
+    config.augment.crop_padding = 2
+  else:
+    raise ValueError(f'dataset must be shapes or cifar10; got {dataset!r}')
+  config.resolution = 32
+  config.batch_size = 64  # more updates per second on a CPU than 128
+  config.eval_batch_size = 500
+  config.augment.hflip = True
+  return config
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, backbone='efficientnet', dataset='shapes',
+                  executor='sequential', workers=2, runlocal=False)
+  config = ml_collections.ConfigDict()
+  config.job = 'scaling_search'
+  config.name = f'scaling_{arg.backbone}_{arg.dataset}'
+  config.model = ml_collections.ConfigDict(backbone(arg.backbone))
+  config.input = input_config(arg.dataset)
+
+  config.optim = default_optim_config()
+  config.optim.optimizer = 'adamw'
+  config.optim.learning_rate = 2e-3
+  config.optim.warmup_epochs = 0.2
+  config.optim.weight_decay = 0.02
+
+  config.train = default_train_config()
+  config.train.epochs = 1.0
+  config.train.label_smoothing = 0.1
+  config.train.log_every = 50
+  config.sweep = sweep_config(arg)
+
+  if arg.dataset == 'cifar10':
+    config.train.epochs = 3.0
+    config.sweep.max_phi = 3
+  if arg.runlocal:
+    config.input.shapes.update(dict(num_train=640, num_test=128))
+    config.input.val_count = 128
+    config.input.eval_batch_size = 128
+    config.train.epochs = 0.0
+    config.train.steps = 8
+    config.train.log_every = 4
+    config.optim.warmup_epochs = 0.0
+    config.sweep.budget = 'steps'
+    # Two candidates: the paper's coefficients and depth alone.
+    config.sweep.candidates = ((1.2, 1.1, 1.15), (2.0, 1.0, 1.0))
+    config.sweep.max_phi = 1
+  return config
