@@ -25,11 +25,12 @@ def command(config: str, workdir, *overrides) -> list[str]:
           '--workdir', str(workdir), *overrides]
 
 
-def launch(config: str, workdir, env, *overrides, timeout=300):
-  """Runs a job to the end; returns the CompletedProcess."""
+def launch(config: str, workdir, env, *overrides, timeout=300, **popen):
+  """Runs a job to the end; returns the CompletedProcess. ``popen``
+  passes on to ``subprocess.run`` (e.g. ``preexec_fn``)."""
   return subprocess.run(command(config, workdir, *overrides), cwd=REPO,
                         env=env, capture_output=True, text=True,
-                        timeout=timeout)
+                        timeout=timeout, **popen)
 
 
 def start(config: str, workdir, env, *overrides) -> subprocess.Popen:
