@@ -1,0 +1,242 @@
+"""The compound-scaling search end to end: ``launch.py`` in a subprocess
+(the runlocal sweep), real TFDS, real orbax checkpoints, real signals, real
+worker processes and a real local Ray instance."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from dvl.sweep import search
+from train_runs import experiment_config, launch, run_env, start
+
+SEARCH = 'experiments/scaling_search.py:runlocal'
+REPORT = 'experiments/scaling_report.py'
+# Baseline, the two runlocal candidates, then compound φ = 1
+# and depth, width and resolution alone at its MACs.
+ROWS = 7
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+  return run_env(tmp_path_factory.mktemp('tfds'),
+                 tmp_path_factory.mktemp('jax_cache'))
+
+
+def _rows(workdir) -> list[dict]:
+  lines = (Path(workdir) / 'results.jsonl').read_text().splitlines()
+  return [json.loads(line) for line in lines]
+
+
+def _trained(rows) -> list[dict]:
+  return [r for r in rows if not r['same_as']]
+
+
+def test_runlocal_search_then_report_then_nothing_to_redo(env, tmp_path):
+  workdir = tmp_path / 'search'
+  result = launch(SEARCH, workdir, env, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = _rows(workdir)
+  assert len(rows) == len({r['trial'] for r in rows}) == ROWS
+  assert [r['kind'] for r in rows].count('grid') == 2
+  assert {r['kind'] for r in rows} == {'baseline', 'grid', 'compound',
+                                      'depth', 'width', 'resolution'}
+  assert all(r['status'] == 'ok' for r in rows), rows
+  for row in _trained(rows):
+    trial = workdir / 'trials' / row['trial']
+    summary = json.loads((trial / 'summary.json').read_text())
+    assert summary['test_accuracy'] == row['test_accuracy']
+    assert row['compile_s'] > 0 and row['train_s'] > 0
+    assert row['macs'] == summary['macs'] and row['params'] == summary['params']
+    assert json.loads((trial / 'config.json').read_text())['input'][
+        'resolution'] == row['resolution']
+  for row in rows:
+    assert row['resolution'] % 8 == 0
+  # Compound φ = 1 is the chosen grid point: trained once.
+  (compound,) = [r for r in rows if r['kind'] == 'compound']
+  chosen = next(r for r in rows if r['trial'] == compound['same_as'])
+  assert chosen['kind'] == 'grid'
+  assert chosen['val_accuracy'] == max(r['val_accuracy'] for r in rows
+                                       if r['kind'] == 'grid')
+  assert (f'chosen alpha={chosen["alpha"]:g} beta={chosen["beta"]:g} '
+          f'gamma={chosen["gamma"]:g}') in result.stdout
+  csv_lines = (workdir / 'results.csv').read_text().splitlines()
+  assert csv_lines[0].startswith('trial,kind,phi,seed,label,backbone,alpha')
+  assert len(csv_lines) == ROWS + 1
+  text = (workdir / 'report.md').read_text()
+  assert f'| this search | {chosen["alpha"]:g} | {chosen["beta"]:g} |' in text
+  for name in ('accuracy_vs_macs.png', 'accuracy_vs_params.png',
+               'search_grid.png'):
+    assert (workdir / name).stat().st_size > 10_000
+
+  (workdir / 'report.md').unlink()
+  result = launch(REPORT, workdir, env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert (workdir / 'report.md').read_text() == text
+
+  again = launch(SEARCH, workdir, env)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.count('0 trial(s) to train') == 2
+  assert _rows(workdir) == rows
+
+  other = launch(SEARCH, workdir, env, '--config.sweep.tolerance=0.2')
+  assert other.returncode != 0
+  assert ('holds a sweep with another config (sweep.tolerance: 0.1 there, '
+          '0.2 here)') in other.stderr
+  assert _rows(workdir) == rows
+
+
+def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path,
+                                                          monkeypatch):
+  monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'tfds'))
+  config = experiment_config('scaling_search', 'runlocal')
+  config.train.compilation_cache = False
+  config.sweep.candidates = ((2.0, 1.0, 1.0), (1.0, 1.0, 1.4))
+  config.optim.optimizer = 'sgd'
+  config.optim.learning_rate = 1e30
+  with pytest.raises(RuntimeError, match='every phi = 1 candidate failed'):
+    search.run(config, str(tmp_path / 'nan'))
+  rows = _rows(tmp_path / 'nan')
+  assert [r['kind'] for r in rows] == ['baseline', 'grid', 'grid']
+  for row in rows:
+    assert row['status'] == 'diverged'
+    assert row['reason'].startswith('NonFiniteLossError: training diverged')
+    assert row['macs'] > 0 and row['test_accuracy'] is None
+    assert 'NonFiniteLossError' in (
+        tmp_path / 'nan' / 'trials' / row['trial'] / 'error.txt').read_text()
+
+
+@pytest.mark.parametrize('config,overrides,message', [
+    (SEARCH + ',backbone=vgg11', ['--config.input.resolution=16'],
+     'the baseline vgg11 cannot run at 16x16'),
+    (SEARCH + ',backbone=lenet5', [], "model 'lenet5' cannot be scaled"),
+    ('experiments/scaling_search.py',
+     ['--config.sweep.tolerance=0.001', '--config.sweep.grid.step=0.3'],
+     'no (alpha, beta, gamma) of the grid has alpha*beta^2*gamma^2 within '
+     '0.001 of 2: the closest is (1.9, 1.0, 1.0)'),
+    (SEARCH, ['--config.sweep.tolerance=0.01'],
+     'sweep.candidates entry (1.2, 1.1, 1.15) has alpha*beta^2*gamma^2 = '
+     '1.920, not within 0.01 of 2'),
+])
+def test_bad_input_is_refused_before_anything_is_written(
+    env, tmp_path, config, overrides, message):
+  result = launch(config, tmp_path / 'bad', env, *overrides)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert not (tmp_path / 'bad' / 'sweep.json').exists()
+
+
+def _wait_for(predicate, process, timeout=300.0):
+  deadline = time.monotonic() + timeout
+  while not predicate():
+    if process.poll() is not None:
+      raise AssertionError(f'the sweep ended (rc {process.returncode}) first')
+    if time.monotonic() > deadline:
+      process.kill()
+      raise AssertionError('timed out waiting for the sweep')
+    time.sleep(0.05)
+
+
+def _half_done_trial(workdir):
+  """A trial with a checkpoint and no summary, once another has finished."""
+  jsonl = workdir / 'results.jsonl'
+  if not jsonl.exists() or not jsonl.read_text().strip():
+    return None
+  for trial in (workdir / 'trials').iterdir():
+    steps = [p for p in (trial / 'checkpoints').glob('*') if p.name.isdigit()]
+    if steps and not (trial / 'summary.json').exists():
+      return trial
+  return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('how', [signal.SIGKILL, signal.SIGTERM])
+def test_killed_sweep_resumes_without_duplicates(env, tmp_path, how):
+  workdir = tmp_path / 'killed'
+  longer = ('--config.train.steps=40', '--config.train.checkpoint_every=5')
+  process = start(SEARCH, workdir, env, *longer)
+  _wait_for(lambda: _half_done_trial(workdir), process)
+  process.send_signal(how)
+  process.wait(timeout=120)
+  trial = _half_done_trial(workdir)
+  assert trial is not None
+  stopped_at = max(int(p.name) for p in (trial / 'checkpoints').glob('*')
+                   if p.name.isdigit())
+  before = _rows(workdir)
+  assert 0 < len(before) < ROWS
+  if how == signal.SIGTERM:
+    assert 'sweep stopped' in (tmp_path / 'killed.log').read_text()
+
+  again = launch(SEARCH, workdir, env, *longer, timeout=900)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f'resuming from step {stopped_at}' in again.stdout
+  rows = _rows(workdir)
+  assert len(rows) == len({r['trial'] for r in rows}) == ROWS
+  assert rows[:len(before)] == before  # finished trials were not redone
+  resumed = next(r for r in rows if r['trial'] == trial.name)
+  assert resumed['status'] == 'ok' and resumed['steps'] == 40
+
+
+def _results(rows) -> dict:
+  return {r['trial']: (r['status'], r['val_accuracy'], r['test_accuracy'],
+                       r['test_loss'], r['macs']) for r in rows}
+
+
+@pytest.mark.slow
+def test_pool_gives_the_sequential_results(env, tmp_path):
+  one_core = min(os.sched_getaffinity(0))
+  sequential = tmp_path / 'sequential'
+  result = launch(SEARCH, sequential, env,
+                  timeout=900, preexec_fn=lambda: os.sched_setaffinity(
+                      0, {one_core}))
+  assert result.returncode == 0, result.stderr[-3000:]
+  pooled = tmp_path / 'pool'
+  result = launch(SEARCH + ',executor=pool,workers=2', pooled, env,
+                  '--config.sweep.threads_per_worker=1', timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert _results(_rows(pooled)) == _results(_rows(sequential))
+
+
+@pytest.mark.slow
+def test_ray_executor_on_a_local_ray_instance(env, tmp_path):
+  workdir = tmp_path / 'ray'
+  result = launch(SEARCH + ',executor=ray,workers=2', workdir, env,
+                  '--config.sweep.threads_per_worker=1', timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = _rows(workdir)
+  assert len(rows) == len({r['trial'] for r in rows}) == ROWS
+  assert all(r['status'] == 'ok' for r in rows)
+  assert 'ray: 1 node(s), 2 CPUs; 1 per trial' in result.stdout
+  for row in _trained(rows):
+    assert (workdir / 'trials' / row['trial'] / 'summary.json').exists()
+
+
+def test_table3_macs_from_the_scaling_functions(env, tmp_path):
+  result = launch('experiments/efficientnet_table3.py:runlocal', tmp_path,
+                  env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  text = (tmp_path / 'model_table.md').read_text()
+  assert '| mobilenet_v1 | width w=2 |' in text
+  assert 'Scaling semantics' in text
+
+
+@pytest.mark.slow
+def test_table3_rows_train_through_the_sweep_runner(env, tmp_path):
+  result = launch('experiments/efficientnet_table3.py:dataset=shapes,runlocal',
+                  tmp_path, env, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = _rows(tmp_path)
+  assert [r['label'] for r in rows] == [
+      'baseline', 'width w=2', 'resolution r=2',
+      'compound d=1.4, w=1.2, r=1.3']
+  assert all(r['status'] == 'ok' for r in rows)
+  assert [r['resolution'] for r in rows] == [32, 32, 64, 40]
+  text = (tmp_path / 'table3.md').read_text()
+  for row in rows:
+    line = next(l for l in text.splitlines()
+                if l.startswith(f'| {row["label"]} |'))
+    assert f'{100 * row["test_accuracy"]:.2f}' in line
+  assert (tmp_path / 'accuracy_vs_macs.png').stat().st_size > 10_000
