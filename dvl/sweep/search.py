@@ -44,7 +44,7 @@ def _pct(value) -> str:
 def _line(planned: Planned, row: dict) -> str:
   t = planned.trial
   point = (f'alpha={t.alpha:g} beta={t.beta:g} gamma={t.gamma:g}'
-           if t.kind in ('grid', 'compound') else
+           if t.kind in ('grid', 'compound') and t.alpha is not None else
            f'd={t.d:.3g} w={t.w:.3g} r={t.r:.3g}')
   head = (f'{planned.id} [{t.kind} phi={t.phi:g} seed={t.seed} {point}; '
           f'{planned.side}px, {(planned.macs or 0) / 1e6:.1f}M MACs]')
