@@ -67,7 +67,9 @@ def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
                 [100 * p['mean'] for p in line],
                 yerr=[100 * p['spread'] for p in line], marker='o',
                 color=COLORS[method], label=LABELS[method], capsize=3,
-                zorder=3)
+                # Compound on top: a single dimension may share its points.
+                zorder=5 if method == 'compound' else 3,
+                linewidth=2.5 if method == 'compound' else 1.5)
     for p in line[1:]:
       ax.annotate(f'φ={p["phi"]:g}', (p[cost] / scale, 100 * p['mean']),
                   textcoords='offset points', xytext=(4, -10), fontsize=7,
@@ -90,7 +92,7 @@ def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
   what = 'MACs' if cost == 'macs' else 'parameters'
   ax.set_title(f'{_title(sweep_config)}: accuracy vs {what} by scaling method')
   ax.grid(True, which='both', alpha=0.3)
-  ax.legend(loc='lower right', fontsize=8)
+  ax.legend(loc='best', fontsize=8)
   fig.tight_layout()
   return fig
 
