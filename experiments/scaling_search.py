@@ -20,8 +20,8 @@ an under-trained proxy, to fit 15 minutes), a grid of step 0.2
 32 pixels γ = 1.1 stays at 32, γ = 1.2 and 1.3 give 40 and γ = 1.4 gives
 48; grid points that round to the same network train once. With
 ``dataset=cifar10``: the local CIFAR-10 copy (5,000 training images held
-out for validation), three epochs per trial, a grid of step 0.1 (22
-candidates, twelve distinct networks) and φ up to 3.
+out for validation), one epoch per trial, a grid of step 0.1 (22
+candidates, twelve distinct networks) and φ up to 3: 23 networks.
 
 Arguments:
   backbone: efficientnet (the proxy above), mobilenet_v1, mobilenet_v2,
@@ -131,7 +131,7 @@ def get_config(arg=None):
   if arg.dataset == 'cifar10':
     # Twelve distinct networks on the finer grid, then φ = 2 and 3.
     config.sweep.grid.step = 0.1
-    config.train.epochs = 3.0
+    config.train.epochs = 1.0
     config.sweep.max_phi = 3
   if arg.runlocal:
     config.input.shapes.update(dict(num_train=640, num_test=128))
