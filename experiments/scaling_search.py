@@ -91,7 +91,7 @@ def input_config(dataset: str) -> ml_collections.ConfigDict:
     config.dataset = 'shapes'
     config.shapes.num_train = 9000
     # One shape per image: without clutter the proxy learns in the few
-    # hundred steps a 15-minute sweep of 14 networks affords each.
+    # hundred steps a 15-minute sweep of 13 networks affords each.
     config.shapes.max_distractors = 0
     config.val_count = 1000
   elif dataset == 'cifar10':
