@@ -184,9 +184,10 @@ def _verdict_section(rows) -> list[str]:
     verdict += ('It won at every φ on this proxy.' if len(won) == len(wins)
                 else 'It did not win at every φ on this proxy.' if won
                 else 'It won at no φ on this proxy.')
-    lines += ['', verdict + ' The single-dimension rows match the compound '
-              "row's nominal d·w²·r²; the MACs column shows the counted "
-              'ratio after rounding of depth, channels and resolution.']
+    lines += ['', verdict + ' Each single-dimension row is matched to the '
+              "compound row's counted MACs as closely as the rounding of "
+              'repeats, channels and sides allows; the last column shows '
+              'how closely.']
   return lines + ['']
 
 
