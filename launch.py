@@ -22,6 +22,7 @@ JOBS = {
     'import_weights': 'dvl.convert',
     'benchmark': 'dvl.benchmark',
     'imagenet_eval': 'dvl.imagenet_eval',
+    'visualize': 'dvl.visualize',
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -5,7 +5,8 @@ layers that predict an ``S×S×(5B + C)`` grid (7×7×30 for Pascal VOC at
 
 The paper's network is 24 convolutions (Fig. 3) written below as stage
 strings: ``'3x192'`` is a 3×3 convolution with 192 filters, ``'3x1024s2'``
-one with stride 2, ``'M'`` a 2×2 max pooling. Every convolution uses a
+one with stride 2, ``'M'`` a 2×2 max pooling (the ``stages`` field replaces
+them, e.g. with a shallower network for small images). Every convolution uses a
 leaky ReLU (slope 0.1); ``width`` multiplies the filter counts (rounded to a
 multiple of 8) to shrink it. ``batch_norm`` defaults to on: the paper (before
 BatchNorm was common) pretrained 20 of the layers on ImageNet for a week;
@@ -49,6 +50,15 @@ def parse_layer(token: str) -> Optional[tuple[int, int, int]]:
                      "filters, stride) or 'M' for 2x2 max pooling")
   kernel, filters, stride = match.groups()
   return int(kernel), int(filters), int(stride or 1)
+
+
+def backbone_stride(stages: Sequence[str]) -> int:
+  """The total stride of stage strings: 2 per pooling and per stride."""
+  stride = 1
+  for token in ' '.join(stages).split():
+    layer = parse_layer(token)
+    stride *= 2 if layer is None else layer[2]
+  return stride
 
 
 def registered_backbone(parent: nn.Module, name: str,
@@ -100,6 +110,7 @@ class YOLO(nn.Module):
   num_classes: int = 20
   grid: int = 7
   boxes_per_cell: int = 2
+  stages: Sequence[str] = STAGES
   backbone: Optional[str] = None
   backbone_fields: Optional[Mapping] = None
   feature: Optional[str] = None
@@ -110,7 +121,6 @@ class YOLO(nn.Module):
   dtype: object = jnp.float32
 
   default_resolution: ClassVar[int] = 448
-  min_resolution: ClassVar[int] = 64
   task: ClassVar[str] = 'detection'
 
   @nn.compact
@@ -121,11 +131,11 @@ class YOLO(nn.Module):
           f'{self.num_classes}, {self.grid}, {self.boxes_per_cell}')
     x = x.astype(self.dtype)
     if self.backbone is None:
-      check_input(x, model='yolo', min_resolution=self.min_resolution,
-                  stride=64)
-      _, features = YoloBackbone(width=self.width, batch_norm=self.batch_norm,
-                                 dtype=self.dtype, name='backbone')(
-                                     x, train=train)
+      stride = backbone_stride(self.stages)
+      check_input(x, model='yolo', min_resolution=stride, stride=stride)
+      _, features = YoloBackbone(
+          stages=self.stages, width=self.width, batch_norm=self.batch_norm,
+          dtype=self.dtype, name='backbone')(x, train=train)
     else:
       _, features = registered_backbone(self, self.backbone,
                                         self.backbone_fields)(x, train=train)
