@@ -31,14 +31,16 @@ SHAPES_STAGES = ('3x32', 'M 3x64', 'M 3x128 1x64 3x128',
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, distractors=2, epochs=8.0, runlocal=False)
+  arg = parse_arg(arg, distractors=2, epochs=8.0, head='conv',
+                  runlocal=False)
   config = ml_collections.ConfigDict()
   config.job = 'train'
   config.name = 'yolo_shapes'
 
   config.model = ml_collections.ConfigDict(dict(
       name='yolo_v1', stages=SHAPES_STAGES, grid=7, boxes_per_cell=2,
-      fc_width=512, dropout=0.3))
+      head=arg.head, fc_width=512 if arg.head == 'dense' else 128,
+      dropout=0.3 if arg.head == 'dense' else 0.0))
 
   config.input = default_input_config()
   config.input.dataset = 'shapes'

@@ -18,7 +18,9 @@ deepest ``stageN`` feature map, or the one named by ``feature``, feeds the
 head. The head average-pools that map to ``S×S`` when it is larger (ResNet at
 448 gives 14×14), flattens it, then ``fc_width`` hidden units (leaky ReLU,
 dropout 0.5) and the linear output layer, reshaped to the grid; the output
-layout is described in ``dvl.detection``.
+layout is described in ``dvl.detection``. ``head='conv'`` predicts each cell
+from its 3×3 neighbourhood of the grid with shared weights instead; trained
+from scratch it learns far sooner (the ``yolo_shapes`` experiment).
 """
 
 import re
@@ -106,6 +108,8 @@ class YOLO(nn.Module):
 
   ``backbone=None`` is the paper's network; a registry name uses that model
   (``backbone_fields`` overrides its fields, e.g. ``{'width': 0.25}``).
+  ``head='conv'`` replaces the two dense layers by convolutions over the
+  grid (``_conv_head``).
   """
   num_classes: int = 20
   grid: int = 7
@@ -118,6 +122,7 @@ class YOLO(nn.Module):
   batch_norm: bool = True
   fc_width: int = 4096
   dropout: float = 0.5
+  head: str = 'dense'
   dtype: object = jnp.float32
 
   default_resolution: ClassVar[int] = 448
@@ -141,15 +146,41 @@ class YOLO(nn.Module):
                                         self.backbone_fields)(x, train=train)
     y = layers.adaptive_avg_pool(self._pick(features), self.grid)
     features = {**features, 'grid': y}
+    if self.head == 'dense':
+      y = self._dense_head(y, features, train=train)
+    elif self.head == 'conv':
+      y = self._conv_head(y, features, train=train)
+    else:
+      raise ValueError(f"yolo: head must be 'dense' (the paper's) or 'conv'; "
+                       f'got {self.head!r}')
+    return y, features
+
+  def _depth(self) -> int:
+    return 5 * self.boxes_per_cell + self.num_classes
+
+  def _dense_head(self, y, features, *, train):
+    """The paper's head: the grid flattened, ``fc_width`` hidden units,
+    then every cell's numbers from one dense layer."""
     y = nn.Dense(self.fc_width, dtype=self.dtype, name='fc1')(
         y.reshape(y.shape[0], -1))
     y = nn.Dropout(self.dropout, deterministic=not train)(
         layers.get_activation('leaky_relu')(y))
     features['pre_logits'] = y
-    depth = 5 * self.boxes_per_cell + self.num_classes
-    y = nn.Dense(self.grid * self.grid * depth, dtype=self.dtype,
+    y = nn.Dense(self.grid * self.grid * self._depth(), dtype=self.dtype,
                  name='fc2')(y)
-    return y.reshape(y.shape[0], self.grid, self.grid, depth), features
+    return y.reshape(y.shape[0], self.grid, self.grid, self._depth())
+
+  def _conv_head(self, y, features, *, train):
+    """A convolutional head: a 3×3 convolution of ``fc_width`` filters
+    (BatchNorm, leaky ReLU) over the grid, then a 1×1 convolution to each
+    cell's numbers, so a cell is predicted from its neighbourhood with
+    shared weights (as YOLOv2 does) instead of from the whole image."""
+    y = layers.ConvBN(self.fc_width, 3, 1, act='leaky_relu',
+                      batch_norm=self.batch_norm, dtype=self.dtype,
+                      name='head_conv')(y, train=train)
+    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    features['pre_logits'] = y
+    return nn.Conv(self._depth(), (1, 1), dtype=self.dtype, name='head_out')(y)
 
   def _pick(self, features):
     if self.feature is not None:
