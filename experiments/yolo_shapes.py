@@ -31,7 +31,7 @@ SHAPES_STAGES = ('3x32', 'M 3x64', 'M 3x128 1x64 3x128',
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, distractors=2, epochs=8.0, head='conv',
+  arg = parse_arg(arg, distractors=2, epochs=6.0, head='conv',
                   runlocal=False)
   config = ml_collections.ConfigDict()
   config.job = 'train'
