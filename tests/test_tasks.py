@@ -68,7 +68,9 @@ def test_yolo_run_learns_and_reports_map(tmp_path):
   _assert_valid_png(summary['pictures'])
 
 
-@pytest.mark.parametrize('model', ['unet', 'fcn8s', 'segnet'])
+@pytest.mark.parametrize('model', [
+    'unet', pytest.param('fcn8s', marks=pytest.mark.slow),
+    pytest.param('segnet', marks=pytest.mark.slow)])
 def test_segmentation_run_on_pets_learns(tmp_path, model):
   config = _shrink(experiment_config('segment', f'model={model},dataset=pets'),
                    steps=6)
@@ -84,7 +86,9 @@ def test_segmentation_run_on_pets_learns(tmp_path, model):
   _assert_valid_png(summary['pictures'])
 
 
-@pytest.mark.parametrize('mode', ['denoise', 'colorize', 'super_resolution'])
+@pytest.mark.parametrize('mode', [
+    'denoise', pytest.param('colorize', marks=pytest.mark.slow),
+    pytest.param('super_resolution', marks=pytest.mark.slow)])
 def test_autoencoder_runs_beat_their_input(tmp_path, mode):
   config = _shrink(experiment_config(
       'autoencoder', f'task={mode},dataset=shapes'), steps=40)
