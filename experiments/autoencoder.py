@@ -31,10 +31,12 @@ from dvl.tasks import RECONSTRUCTION_MODES, default_task_config
 from dvl.train import default_train_config
 
 DATASETS = {
-    'mnist': dict(dataset='mnist_local', widths=(32, 64), val_count=5000),
-    'cifar10': dict(dataset='cifar10_local', widths=(32, 64, 128),
-                    val_count=5000),
-    'shapes': dict(dataset='shapes', widths=(32, 64, 128), val_count=1000),
+    'mnist': dict(dataset='mnist_local', resolution=28, widths=(32, 64),
+                  val_count=5000),
+    'cifar10': dict(dataset='cifar10_local', resolution=32,
+                    widths=(32, 64, 128), val_count=5000),
+    'shapes': dict(dataset='shapes', resolution=32, widths=(32, 64, 128),
+                   val_count=1000),
 }
 
 
@@ -56,6 +58,7 @@ def get_config(arg=None):
 
   config.input = default_input_config()
   config.input.dataset = data['dataset']
+  config.input.resolution = data['resolution']  # the images' own size
   config.input.val_count = data['val_count']
   config.input.batch_size = 64
   config.input.eval_batch_size = 500
