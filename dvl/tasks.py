@@ -192,12 +192,27 @@ def check_batch(task, batch: dict, where: str) -> None:
     task.check_split(batch, where)
 
 
-def _sums(acc, out):
-  return out if acc is None else jax.tree.map(jnp.add, acc, out)
+class _Summed:
+  """Evaluation outputs that are sums over a batch's valid rows with their
+  ``count``: they add up over batches on the device."""
+
+  def start(self):
+    return None
+
+  def update(self, acc, out, batch):
+    del batch
+    return out if acc is None else jax.tree.map(jnp.add, acc, out)
+
+  @staticmethod
+  def means(acc) -> dict:
+    """Every sum divided by the count."""
+    acc = jax.device_get(acc)
+    count = max(float(acc['count']), 1.0)
+    return {k: float(v) / count for k, v in acc.items() if k != 'count'}
 
 
 @dataclasses.dataclass(frozen=True)
-class Classification:
+class Classification(_Summed):
   """Image labels: softmax cross-entropy (label smoothing, soft labels of
   mixup and CutMix), top-1 accuracy, test-time views."""
   label_smoothing: float = 0.0
@@ -230,18 +245,9 @@ class Classification:
     return {'loss': jnp.sum(nll * valid), 'correct': jnp.sum(correct * valid),
             'count': jnp.sum(valid)}
 
-  def start(self):
-    return None
-
-  def update(self, acc, out, batch):
-    del batch
-    return _sums(acc, out)
-
   def finish(self, acc) -> dict:
-    acc = jax.device_get(acc)
-    count = max(float(acc['count']), 1.0)
-    return {'loss': float(acc['loss']) / count,
-            'accuracy': float(acc['correct']) / count}
+    means = self.means(acc)
+    return {'loss': means['loss'], 'accuracy': means['correct']}
 
   def draw(self, path, batch, out, class_names) -> Optional[Path]:
     del path, batch, out, class_names
@@ -428,7 +434,7 @@ class Segmentation:
 
 
 @dataclasses.dataclass(frozen=True)
-class Reconstruction:
+class Reconstruction(_Summed):
   """Images from corrupted images, trained with the mean squared error:
   denoising (Gaussian noise added on the fly), colourisation (grey in) or
   super-resolution (average-pooled in). Metrics: PSNR and SSIM of the
@@ -483,17 +489,8 @@ class Reconstruction:
     sums = {k: jnp.sum(v * valid) for k, v in per_image.items()}
     return {**sums, 'count': jnp.sum(valid)}
 
-  def start(self):
-    return None
-
-  def update(self, acc, out, batch):
-    del batch
-    return _sums(acc, out)
-
   def finish(self, acc) -> dict:
-    acc = jax.device_get(acc)
-    count = max(float(acc['count']), 1.0)
-    results = {k: float(v) / count for k, v in acc.items() if k != 'count'}
+    results = self.means(acc)
     results['psnr_gain'] = results['psnr'] - results['input_psnr']
     return results
 
