@@ -22,6 +22,7 @@ JOBS = {
     'import_weights': 'dvl.convert',
     'benchmark': 'dvl.benchmark',
     'imagenet_eval': 'dvl.imagenet_eval',
+    'visualize': 'dvl.visualize',
     'scaling_search': 'dvl.sweep.search',
     'scaling_report': 'dvl.sweep.report',
     'scaling_table3': 'dvl.sweep.table3',

@@ -1,5 +1,5 @@
-"""PNG grids for looking at dense predictions, drawn with matplotlib's
-object API (no pyplot state, no display needed).
+"""PNG grids for looking at predictions and inside networks, drawn with
+matplotlib's object API (no pyplot state, no display needed).
 
 * ``save_detections``: per image, predicted boxes labelled ``class score``
   beside the ground-truth boxes.
@@ -7,6 +7,9 @@ object API (no pyplot state, no display needed).
   true mask, each overlaid on the image.
 * ``save_triples``: per example, input, output and target images (denoising,
   colourisation, super-resolution).
+* ``save_filters`` and ``save_activations``: a layer's filters, and the
+  activation maps of chosen channels for a few images (the ``visualize``
+  job).
 
 Images are NHWC (or lists of HWC) arrays; values outside [0, 1] (normalised
 inputs) are rescaled per image to [0, 1] for display only.
@@ -147,4 +150,57 @@ def save_triples(path, inputs, outputs, targets, *,
   for i in range(n):
     for j, image in enumerate((inputs[i], outputs[i], targets[i])):
       _show(axes[i, j], image, titles[j])
+  return _save(fig, path)
+
+
+def _unit(array) -> np.ndarray:
+  """``array`` shifted and scaled to span [0, 1] (constant: all 0.5)."""
+  array = np.asarray(array, np.float32)
+  lo, hi = float(array.min()), float(array.max())
+  if hi - lo < 1e-12:
+    return np.full_like(array, 0.5)
+  return (array - lo) / (hi - lo)
+
+
+def save_filters(path, kernel, *, title: str = '', max_filters: int = 64
+                 ) -> Path:
+  """A convolution's filters ``[kh, kw, in, out]`` as small images, each
+  scaled to its own range: colour when ``in`` is 3, grey otherwise (the
+  mean over the input channels). The first layer's are what Zeiler and
+  Fergus (2014, Fig. 2) and Krizhevsky et al. (2012, Fig. 3) show."""
+  kernel = np.asarray(kernel, np.float32)
+  if kernel.ndim != 4:
+    raise ValueError(f'save_filters takes a [kh, kw, in, out] kernel; got '
+                     f'shape {kernel.shape}')
+  count = min(kernel.shape[-1], max_filters)
+  cols = min(count, 8)
+  rows = -(-count // cols)
+  fig = Figure(figsize=(cols * 0.9, rows * 0.9 + 0.4))
+  axes = fig.subplots(rows, cols, squeeze=False)
+  for k, ax in enumerate(axes.flat):
+    ax.set_axis_off()
+    if k < count:
+      image = kernel[..., k]
+      image = image if image.shape[-1] == 3 else image.mean(-1)
+      ax.imshow(_unit(image), cmap=None if image.ndim == 3 else 'gray',
+                vmin=0, vmax=1, interpolation='nearest')
+  if title:
+    fig.suptitle(title, fontsize=9)
+  return _save(fig, path)
+
+
+def save_activations(path, images, maps, *, layer: str, channels) -> Path:
+  """Per image (row): the image, then the chosen ``channels`` of the
+  ``[N, h, w, C]`` activation ``maps`` of ``layer``, each on one colour
+  scale per channel shared by all images, so rows compare."""
+  maps = np.asarray(maps, np.float32)
+  fig, axes = _grid(len(images), len(channels) + 1)
+  for i, image in enumerate(images):
+    _show(axes[i, 0], image, 'image' if i == 0 else None)
+    for j, c in enumerate(channels):
+      lo, hi = float(maps[..., c].min()), float(maps[..., c].max())
+      axes[i, j + 1].imshow(maps[i, ..., c], cmap='viridis', vmin=lo,
+                            vmax=max(hi, lo + 1e-12))
+      if i == 0:
+        axes[i, j + 1].set_title(f'{layer} #{c}', fontsize=9)
   return _save(fig, path)

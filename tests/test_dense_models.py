@@ -187,6 +187,25 @@ def test_yolo_on_a_registered_backbone_pools_to_the_grid():
   assert features['grid'].shape[1:3] == (3, 3)
 
 
+def test_yolo_conv_head_and_own_stages_set_the_grid():
+  stages = ('3x8', 'M 3x16', 'M 3x16s2')
+  assert yolo.backbone_stride(stages) == 8
+  model = yolo.YOLO(num_classes=4, grid=5, stages=stages, head='conv',
+                    fc_width=16)
+  shape, features, variables = _shape_of(model, jnp.zeros((2, 40, 40, 3)))
+  assert shape == (2, 5, 5, 14)
+  assert features['stage3'].shape == (2, 5, 5, 16)
+  # One 3x3 and one 1x1 convolution, no dense layer.
+  assert variables['params']['head_conv']['conv']['kernel'].shape == (
+      3, 3, 16, 16)
+  assert 'fc1' not in variables['params']
+  with pytest.raises(ValueError, match="head must be 'dense'"):
+    _shape_of(yolo.YOLO(num_classes=4, stages=stages, head='mlp'),
+              jnp.zeros((1, 40, 40, 3)))
+  with pytest.raises(ValueError, match='downsamples by 8'):
+    _shape_of(model, jnp.zeros((1, 4, 4, 3)))
+
+
 # Short training runs.
 
 

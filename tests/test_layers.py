@@ -2,6 +2,7 @@
 
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,6 +50,30 @@ def test_depthwise_module_impls_agree():
   v = mods[0].init(jax.random.key(2), x)
   np.testing.assert_allclose(mods[0].apply(v, x), mods[1].apply(v, x),
                              rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('stride', [2, 3])
+def test_upconv_equals_transposed_convolution(stride):
+  """Same parameters, outputs and gradients as flax's ConvTranspose."""
+  x = jax.random.normal(jax.random.key(3), (2, 3, 5, 4))
+  ref = nn.ConvTranspose(6, (stride, stride), (stride, stride),
+                         padding='VALID')
+  v = ref.init(jax.random.key(4), x)
+  v = jax.tree_util.tree_map(lambda a: a + 0.1, v)  # a non-zero bias
+  ours = layers.UpConv(6, stride)
+  assert (jax.tree_util.tree_map(jnp.shape, ours.init(jax.random.key(4), x))
+          == jax.tree_util.tree_map(jnp.shape, v))
+  r = jax.random.normal(jax.random.key(5), (2, 3 * stride, 5 * stride, 6))
+
+  def loss(mod, v, x):
+    return jnp.sum(mod.apply(v, x) * r)
+
+  np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), atol=1e-5)
+  g_ref = jax.grad(loss, (1, 2))(ref, v, x)
+  g_ours = jax.grad(loss, (1, 2))(ours, v, x)
+  for a, b in zip(jax.tree_util.tree_leaves(g_ours),
+                  jax.tree_util.tree_leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
 def test_drop_path_rescales_in_training_and_is_identity_in_eval():

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dvl import detection
+
 _FILE_PATTERN = re.compile(r'^(?P<split>[A-Za-z_]+)(-\d+)?\.npz$')
 _ANNOTATIONS = ('image', 'label', 'mask', 'boxes', 'box_label')
 
@@ -157,8 +159,33 @@ class NpzFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       if set(arrays) | {'box_label'} != keys | {'box_label'}:
         raise ValueError(f'{file} has arrays {sorted(arrays)}; the folder\'s '
                          f'first archive has {sorted(keys)}')
+      num_classes = self.info.features['label'].num_classes
       for i in range(len(arrays['label'])):
-        yield f'{file.name}:{i}', _example(arrays, i)
+        example = _example(arrays, i)
+        try:
+          check_annotations(example, num_classes)
+        except ValueError as err:
+          raise ValueError(f'{file}, example {i}: {err}') from None
+        yield f'{file.name}:{i}', example
+
+
+def check_annotations(example: dict, num_classes: int) -> None:
+  """Raises a ValueError when an example's boxes leave its image, have no
+  area or an unknown class, or its mask is not the image's size."""
+  image = example['image']
+  if 'boxes' in example and len(example['boxes']):
+    try:
+      detection.validate_boxes(example['boxes'][None],
+                               example['box_label'][None],
+                               image_hw=image.shape[:2],
+                               num_classes=num_classes)
+    except ValueError as err:
+      raise ValueError(str(err).removeprefix('example 0, ')) from None
+  if 'mask' in example and example['mask'].shape[:2] != image.shape[:2]:
+    raise ValueError(
+        f'mask of shape {example["mask"].shape[:2]} does not match its image '
+        f'of shape {image.shape[:2]}; resize the mask with the image '
+        '(nearest neighbour) so every pixel has one label')
 
 
 def _example(arrays, i):

@@ -90,8 +90,8 @@ class UNet(nn.Module):
     features['bottom'] = x
     for level in reversed(range(self.depth)):
       width = self.base_width * 2 ** level
-      x = nn.ConvTranspose(width, (2, 2), (2, 2), padding='VALID',
-                           dtype=self.dtype, name=f'upconv{level + 1}')(x)
+      x = layers.UpConv(width, 2, dtype=self.dtype,
+                        name=f'upconv{level + 1}')(x)
       x = jnp.concatenate([skips[level], x], axis=-1)
       x = DoubleConv(width, name=f'up{level + 1}', **block)(x, train=train)
       features[f'up{level + 1}'] = x

@@ -5,7 +5,8 @@ layers that predict an ``S×S×(5B + C)`` grid (7×7×30 for Pascal VOC at
 
 The paper's network is 24 convolutions (Fig. 3) written below as stage
 strings: ``'3x192'`` is a 3×3 convolution with 192 filters, ``'3x1024s2'``
-one with stride 2, ``'M'`` a 2×2 max pooling. Every convolution uses a
+one with stride 2, ``'M'`` a 2×2 max pooling (the ``stages`` field replaces
+them, e.g. with a shallower network for small images). Every convolution uses a
 leaky ReLU (slope 0.1); ``width`` multiplies the filter counts (rounded to a
 multiple of 8) to shrink it. ``batch_norm`` defaults to on: the paper (before
 BatchNorm was common) pretrained 20 of the layers on ImageNet for a week;
@@ -17,7 +18,9 @@ deepest ``stageN`` feature map, or the one named by ``feature``, feeds the
 head. The head average-pools that map to ``S×S`` when it is larger (ResNet at
 448 gives 14×14), flattens it, then ``fc_width`` hidden units (leaky ReLU,
 dropout 0.5) and the linear output layer, reshaped to the grid; the output
-layout is described in ``dvl.detection``.
+layout is described in ``dvl.detection``. ``head='conv'`` predicts each cell
+from its 3×3 neighbourhood of the grid with shared weights instead; trained
+from scratch it learns far sooner (the ``yolo_shapes`` experiment).
 """
 
 import re
@@ -49,6 +52,15 @@ def parse_layer(token: str) -> Optional[tuple[int, int, int]]:
                      "filters, stride) or 'M' for 2x2 max pooling")
   kernel, filters, stride = match.groups()
   return int(kernel), int(filters), int(stride or 1)
+
+
+def backbone_stride(stages: Sequence[str]) -> int:
+  """The total stride of stage strings: 2 per pooling and per stride."""
+  stride = 1
+  for token in ' '.join(stages).split():
+    layer = parse_layer(token)
+    stride *= 2 if layer is None else layer[2]
+  return stride
 
 
 def registered_backbone(parent: nn.Module, name: str,
@@ -96,10 +108,13 @@ class YOLO(nn.Module):
 
   ``backbone=None`` is the paper's network; a registry name uses that model
   (``backbone_fields`` overrides its fields, e.g. ``{'width': 0.25}``).
+  ``head='conv'`` replaces the two dense layers by convolutions over the
+  grid (``_conv_head``).
   """
   num_classes: int = 20
   grid: int = 7
   boxes_per_cell: int = 2
+  stages: Sequence[str] = STAGES
   backbone: Optional[str] = None
   backbone_fields: Optional[Mapping] = None
   feature: Optional[str] = None
@@ -107,10 +122,10 @@ class YOLO(nn.Module):
   batch_norm: bool = True
   fc_width: int = 4096
   dropout: float = 0.5
+  head: str = 'dense'
   dtype: object = jnp.float32
 
   default_resolution: ClassVar[int] = 448
-  min_resolution: ClassVar[int] = 64
   task: ClassVar[str] = 'detection'
 
   @nn.compact
@@ -121,25 +136,51 @@ class YOLO(nn.Module):
           f'{self.num_classes}, {self.grid}, {self.boxes_per_cell}')
     x = x.astype(self.dtype)
     if self.backbone is None:
-      check_input(x, model='yolo', min_resolution=self.min_resolution,
-                  stride=64)
-      _, features = YoloBackbone(width=self.width, batch_norm=self.batch_norm,
-                                 dtype=self.dtype, name='backbone')(
-                                     x, train=train)
+      stride = backbone_stride(self.stages)
+      check_input(x, model='yolo', min_resolution=stride, stride=stride)
+      _, features = YoloBackbone(
+          stages=self.stages, width=self.width, batch_norm=self.batch_norm,
+          dtype=self.dtype, name='backbone')(x, train=train)
     else:
       _, features = registered_backbone(self, self.backbone,
                                         self.backbone_fields)(x, train=train)
     y = layers.adaptive_avg_pool(self._pick(features), self.grid)
     features = {**features, 'grid': y}
+    if self.head == 'dense':
+      y = self._dense_head(y, features, train=train)
+    elif self.head == 'conv':
+      y = self._conv_head(y, features, train=train)
+    else:
+      raise ValueError(f"yolo: head must be 'dense' (the paper's) or 'conv'; "
+                       f'got {self.head!r}')
+    return y, features
+
+  def _depth(self) -> int:
+    return 5 * self.boxes_per_cell + self.num_classes
+
+  def _dense_head(self, y, features, *, train):
+    """The paper's head: the grid flattened, ``fc_width`` hidden units,
+    then every cell's numbers from one dense layer."""
     y = nn.Dense(self.fc_width, dtype=self.dtype, name='fc1')(
         y.reshape(y.shape[0], -1))
     y = nn.Dropout(self.dropout, deterministic=not train)(
         layers.get_activation('leaky_relu')(y))
     features['pre_logits'] = y
-    depth = 5 * self.boxes_per_cell + self.num_classes
-    y = nn.Dense(self.grid * self.grid * depth, dtype=self.dtype,
+    y = nn.Dense(self.grid * self.grid * self._depth(), dtype=self.dtype,
                  name='fc2')(y)
-    return y.reshape(y.shape[0], self.grid, self.grid, depth), features
+    return y.reshape(y.shape[0], self.grid, self.grid, self._depth())
+
+  def _conv_head(self, y, features, *, train):
+    """A convolutional head: a 3×3 convolution of ``fc_width`` filters
+    (BatchNorm, leaky ReLU) over the grid, then a 1×1 convolution to each
+    cell's numbers, so a cell is predicted from its neighbourhood with
+    shared weights (as YOLOv2 does) instead of from the whole image."""
+    y = layers.ConvBN(self.fc_width, 3, 1, act='leaky_relu',
+                      batch_norm=self.batch_norm, dtype=self.dtype,
+                      name='head_conv')(y, train=train)
+    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    features['pre_logits'] = y
+    return nn.Conv(self._depth(), (1, 1), dtype=self.dtype, name='head_out')(y)
 
   def _pick(self, features):
     if self.feature is not None:

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from dvl import tasks
 from dvl.convert import preprocess
 from dvl.data import make_pipeline
 from dvl.optim import make_optimizer
@@ -40,6 +41,7 @@ class Job:
   train_step: Callable
   eval_step: Callable
   cost: Any
+  task: Any
 
   @property
   def total_steps(self) -> int:
@@ -60,18 +62,24 @@ def preprocessing_spec(train) -> dict | None:
 
 
 def _resolved(config, pipeline, num_devices: int, overrides: dict,
-              spec: dict | None):
+              spec: dict | None, task):
   """A locked copy of ``config`` with the derived facts filled in."""
   resolved = ml_collections.ConfigDict(config.to_dict())
   resolved.input.resolution = pipeline.image_shape[0]
+  resolved.input.update(tasks.input_fields(config))
   if spec is not None:
     resolved.input.normalize = 'none'
-  resolved.model.num_classes = pipeline.num_classes
+  classes = model_classes(task, pipeline)
+  if classes is not None:
+    resolved.model.num_classes = classes
+  resolved.task = tasks.task_config(config).to_dict()
   train = config.train
   steps_per_epoch = train.overfit_batches or pipeline.steps_per_epoch
   total = train.steps or max(1, math.ceil(train.epochs * steps_per_epoch))
   resolved.run = dict(
       image_shape=list(pipeline.image_shape), num_classes=pipeline.num_classes,
+      task=task.kind, model_classes=classes,
+      input_shape=list(tasks.model_input_shape(config, pipeline.image_shape)),
       class_names=list(pipeline.class_names), steps_per_epoch=steps_per_epoch,
       total_steps=overrides.get('total_steps', total),
       global_batch_size=pipeline.batch_size, devices=num_devices,
@@ -126,7 +134,7 @@ def fresh_state(config, model, tx, pipeline=None) -> TrainState:
   returns.
   """
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.train.seed))
-  variables = init_variables(model, config.run.image_shape, init_rng)
+  variables = init_variables(model, input_shape(config.run), init_rng)
   if hasattr(model, 'data_init'):
     variables = model.data_init(variables, lambda: sample_images(pipeline))
   if config.train.init_from:
@@ -140,16 +148,32 @@ def fresh_state(config, model, tx, pipeline=None) -> TrainState:
                             ema=config.optim.ema_decay > 0)
 
 
+def model_classes(task, pipeline) -> int | None:
+  """The model's output classes: the dataset's, the segmentation task's
+  pixel classes, or None (an image-to-image model)."""
+  if not task.has_classes:
+    return None
+  return getattr(task, 'num_classes', pipeline.num_classes)
+
+
+def input_shape(run) -> tuple:
+  """The model's input shape in a resolved config's ``run`` section (runs
+  written before it was recorded feed the images themselves)."""
+  return tuple(run.get('input_shape', run.image_shape))
+
+
 def state_template(config) -> TrainState:
   """The abstract train state (shapes and dtypes) of a resolved config."""
-  model = build_model(config.model, num_classes=config.run.num_classes,
+  run = config.run
+  model = build_model(config.model,
+                      num_classes=run.get('model_classes', run.num_classes),
                       mixed_precision=config.train.mixed_precision)
   tx, _ = make_tx(config)
 
   def build():
     rng = jax.random.key(0)
     return create_train_state(
-        init_variables(model, config.run.image_shape, rng), tx, rng=rng,
+        init_variables(model, input_shape(run), rng), tx, rng=rng,
         ema=config.optim.ema_decay > 0)
   return jax.eval_shape(build)
 
@@ -163,6 +187,7 @@ def setup(config, *, devices=None, **overrides) -> Job:
   input_cfg = ml_collections.ConfigDict(config.input.to_dict())
   if input_cfg.resolution is None:
     input_cfg.resolution = default_resolution(config.model)
+  input_cfg.update(tasks.input_fields(config))
   spec = preprocessing_spec(config.train)
   if spec is not None:
     if input_cfg.get('zca'):
@@ -173,19 +198,23 @@ def setup(config, *, devices=None, **overrides) -> Job:
   parallel.check_batch_size(input_cfg.batch_size, mesh, 'batch_size')
   parallel.check_batch_size(input_cfg.eval_batch_size, mesh, 'eval_batch_size')
   pipeline = make_pipeline(input_cfg, seed=config.train.seed)
-  model = build_model(config.model, num_classes=pipeline.num_classes,
+  task = tasks.make_task(config, pipeline)
+  tasks.check_data(task, pipeline, input_cfg.dataset)
+  model = build_model(config.model, num_classes=model_classes(task, pipeline),
                       mixed_precision=config.train.mixed_precision)
-  resolved = _resolved(config, pipeline, mesh.size, overrides, spec)
+  resolved = _resolved(config, pipeline, mesh.size, overrides, spec, task)
+  tasks.check_model(task, model, input_shape(resolved.run),
+                    pipeline.image_shape, config.model.name)
   tx, schedule = make_tx(resolved)
   hparams = StepConfig(optim=resolved.optim,
                        label_smoothing=config.train.label_smoothing,
                        frozen_stats=frozen_regex(resolved),
                        eval_flip=config.train.eval_flip,
                        eval_translate=config.train.eval_translate,
-                       preprocessing=spec)
+                       preprocessing=spec, task=task)
   train_step, eval_step = parallel.compile_steps(
       mesh, model=model, tx=tx, schedule=schedule, hparams=hparams)
   return Job(config=resolved, pipeline=pipeline, model=model, mesh=mesh,
              tx=tx, schedule=schedule, train_step=train_step,
              eval_step=eval_step,
-             cost=count_cost(model, pipeline.image_shape))
+             cost=count_cost(model, input_shape(resolved.run)), task=task)

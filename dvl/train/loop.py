@@ -11,6 +11,7 @@ without saving the diverged state. SIGTERM (or Ctrl-C) saves a checkpoint
 and exits cleanly.
 """
 
+import functools
 import itertools
 import os
 import time
@@ -22,7 +23,8 @@ from absl import logging
 
 from dvl.checkpoint import Checkpointer, preemption_guard
 from dvl.metrics_log import MetricWriter, enable_compilation_cache
-from dvl.train import parallel
+from dvl import tasks
+from dvl.train import parallel, steps
 from dvl.train.job import Job, fresh_state, setup, state_template
 from dvl.train.state import MACS_CONVENTION
 
@@ -112,16 +114,35 @@ def train_batches(job: Job, start_step: int):
 
 
 def evaluate(job: Job, state, split: str) -> dict:
-  """Mean loss and accuracy over every example of ``split``."""
+  """The task's metrics over every example of ``split`` (for a classifier:
+  mean loss and accuracy)."""
   variables = state.eval_variables()
-  totals = None
+  task = job.task
+  acc = task.start()
   for batch in job.pipeline.eval_iter(split):
-    sums = job.eval_step(variables, parallel.put_batch(batch, job.mesh))
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
-  count = max(float(totals['count']), 1.0)
-  return {'loss': float(totals['loss']) / count,
-          'accuracy': float(totals['correct']) / count}
+    out = job.eval_step(variables, parallel.put_batch(batch, job.mesh))
+    acc = task.update(acc, out, batch)
+  return task.finish(acc)
+
+
+def save_pictures(job: Job, state, workdir: str) -> str | None:
+  """Draws the task's predictions on the first test images into
+  ``workdir/pictures``; returns the PNG's path (None for classifiers)."""
+  task = job.task
+  if task.kind == 'classification' or job.config.task.pictures < 1:
+    return None
+  count = job.config.task.pictures
+  batch = next(job.pipeline.eval_iter('test'))
+  batch = {k: v[:count] for k, v in batch.items()}
+  spec = job.config.run.preprocessing
+  inputs = task.inputs(batch, jax.random.key(steps.EVAL_NOISE_KEY),
+                       train=False)
+  out = jax.jit(functools.partial(tasks.picture_outputs, task, job.model))(
+      jax.device_get(state.eval_variables()),
+      batch, steps.model_input(inputs, spec))
+  path = os.path.join(workdir, 'pictures', f'test_{task.kind}.png')
+  return str(task.draw(path, batch, jax.device_get(out),
+                       job.pipeline.class_names))
 
 
 @jax.jit
@@ -136,7 +157,10 @@ class Loop:
   def __init__(self, job: Job, ckpt: Checkpointer, writer: MetricWriter,
                guard, metadata: dict):
     self.job, self.ckpt, self.writer, self.guard = job, ckpt, writer, guard
-    self.best = {k: metadata[k] for k in ('best_val_accuracy',
+    self.score = job.task.score
+    # Data held in memory was checked whole before training.
+    self.check_batches = not hasattr(job.pipeline.reader, 'arrays')
+    self.best = {k: metadata[k] for k in (f'best_val_{self.score}',
                                           'best_val_step') if k in metadata}
     self.last_val = None
     self.pending = []  # (step, loss) not yet checked for NaN or Inf
@@ -152,7 +176,11 @@ class Loop:
     batches = train_batches(self.job, start)
     self.writer.timer.restart()
     for step in range(start + 1, self.job.total_steps + 1):
-      batch = parallel.put_batch(next(batches), self.job.mesh)
+      host_batch = next(batches)
+      if self.check_batches:
+        tasks.check_batch(self.job.task, host_batch,
+                          f'the training batch of step {step}')
+      batch = parallel.put_batch(host_batch, self.job.mesh)
       state, metrics = self.job.train_step(state, batch)
       self.pending.append((step, metrics['loss']))
       self.writer.log_train(step, metrics, images=batch_size)
@@ -202,9 +230,10 @@ class Loop:
     self.check_finite()
     self.last_val = evaluate(self.job, state, 'val')
     self.writer.write_scalars(step, self.last_val, split='val')
-    if self.last_val['accuracy'] > self.best.get('best_val_accuracy', -1):
-      self.best = {'best_val_accuracy': self.last_val['accuracy'],
-                   'best_val_step': step}
+    key = f'best_val_{self.score}'
+    value = self.last_val[self.score]
+    if not np.isnan(value) and value > self.best.get(key, -np.inf):
+      self.best = {key: value, 'best_val_step': step}
     self.paused_s += time.perf_counter() - started
 
   def save(self, state, step: int) -> None:
@@ -231,12 +260,15 @@ class Loop:
       val = evaluate(job, state, 'val')
     results = {'model': job.config.model.name,
                'dataset': job.config.input.dataset,
-               'test_accuracy': test['accuracy'], 'test_loss': test['loss']}
+               **{f'test_{k}': v for k, v in test.items()}}
     if val is not None:
-      results.update(val_accuracy=val['accuracy'], **self.best)
+      results.update({f'val_{self.score}': val[self.score], **self.best})
     step = int(state.step)
     results.update(params=job.cost.params, macs=job.cost.macs, steps=step,
                    epochs=step / job.steps_per_epoch,
                    train_images_per_s=self.images_per_s())
     self.writer.write_scalars(step, test, split='test')
+    pictures = save_pictures(job, state, self.ckpt.workdir)
+    if pictures:
+      results['pictures'] = pictures
     return results

@@ -51,9 +51,10 @@ def model_fields(model_cfg) -> tuple[str, dict]:
   return name, fields
 
 
-def build_model(model_cfg, *, num_classes: int,
+def build_model(model_cfg, *, num_classes: int | None,
                 mixed_precision: bool = False) -> nn.Module:
-  """The registered model of ``config.model`` for ``num_classes`` classes.
+  """The registered model of ``config.model`` for ``num_classes`` classes
+  (None for a model without classes, such as an autoencoder).
 
   ``config.model.num_classes``, when given, must agree with the dataset.
   ``mixed_precision`` sets the compute ``dtype`` to bfloat16; a ``dtype``
@@ -61,7 +62,7 @@ def build_model(model_cfg, *, num_classes: int,
   """
   name, fields = model_fields(model_cfg)
   given = fields.pop('num_classes', None)
-  if given is not None and given != num_classes:
+  if given is not None and num_classes is not None and given != num_classes:
     raise ValueError(
         f'config.model.num_classes is {given} but the dataset has '
         f'{num_classes} classes; leave it out to follow the dataset')
@@ -72,7 +73,9 @@ def build_model(model_cfg, *, num_classes: int,
     fields['dtype'] = jnp.dtype(fields['dtype'])
   if mixed_precision:
     fields['dtype'] = jnp.bfloat16
-  return models.build_model(name, num_classes=num_classes, **fields)
+  if num_classes is not None:
+    fields['num_classes'] = num_classes
+  return models.build_model(name, **fields)
 
 
 def default_resolution(model_cfg) -> int:

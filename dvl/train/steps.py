@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dvl import losses
+from dvl import tasks
 from dvl.convert import preprocess
 from dvl.optim import ema_update, path_name, regularization
 from dvl.train.state import TrainState
@@ -27,7 +27,9 @@ class StepConfig:
 
   ``frozen_stats`` is a regex of BatchNorm statistics kept unchanged (those
   of frozen parameter groups); ``optim`` is ``config.optim`` (penalties, EMA);
-  ``preprocessing`` an imported model's input spec (see ``model_input``).
+  ``preprocessing`` an imported model's input spec (see ``model_input``);
+  ``task`` what the model learns (``dvl.tasks``; None is classification
+  with ``label_smoothing``).
   """
   optim: Any
   label_smoothing: float = 0.0
@@ -35,6 +37,14 @@ class StepConfig:
   eval_flip: bool = False
   eval_translate: int = 0
   preprocessing: Any = None
+  task: Any = None
+
+  def the_task(self):
+    return self.task or tasks.Classification(self.label_smoothing)
+
+
+# Evaluation corrupts its inputs (denoising) with the same numbers each time.
+EVAL_NOISE_KEY = 0
 
 
 def model_input(images: jax.Array, spec) -> jax.Array:
@@ -72,14 +82,6 @@ def _keep_frozen(old: Any, new: Any, regex: str) -> Any:
       old, new)
 
 
-def _loss(logits, batch, label_smoothing):
-  if 'soft_label' in batch:
-    targets = losses.smooth_labels(batch['soft_label'], label_smoothing)
-    return losses.soft_target_cross_entropy(logits, targets)
-  return losses.softmax_cross_entropy(logits, batch['label'],
-                                      label_smoothing=label_smoothing)
-
-
 def train_step(state: TrainState, batch: dict, *, model: nn.Module,
                tx: optax.GradientTransformation,
                schedule: Callable[[jax.Array], jax.Array],
@@ -90,17 +92,20 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
   ``jit`` with the batch sharded the reduction spans every device.
   """
   dropout_rng = jax.random.fold_in(state.rng, state.step)
+  task = hparams.the_task()
+  inputs = model_input(
+      task.inputs(batch, jax.random.fold_in(dropout_rng, 1), train=True),
+      hparams.preprocessing)
 
   def loss_fn(params):
-    (logits, _), updates = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats},
-        model_input(batch['image'], hparams.preprocessing), train=True,
-        mutable=['batch_stats'], rngs={'dropout': dropout_rng})
-    data_loss = _loss(logits, batch, hparams.label_smoothing)
+    (outputs, _), updates = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, inputs,
+        train=True, mutable=['batch_stats'], rngs={'dropout': dropout_rng})
+    data_loss, task_metrics = task.loss(outputs, batch)
     loss = data_loss + regularization(params, hparams.optim)
-    return loss, (data_loss, logits, updates.get('batch_stats', {}))
+    return loss, (data_loss, task_metrics, updates.get('batch_stats', {}))
 
-  (loss, (data_loss, logits, new_stats)), grads = jax.value_and_grad(
+  (loss, (data_loss, task_metrics, new_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -111,8 +116,7 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
     ema = ema_update(ema, {'params': params, 'batch_stats': batch_stats},
                      decay=hparams.optim.ema_decay,
                      warmup=hparams.optim.ema_warmup)
-  metrics = {'loss': data_loss, 'total_loss': loss,
-             'accuracy': losses.accuracy(logits, batch['label']),
+  metrics = {'loss': data_loss, 'total_loss': loss, **task_metrics,
              'grad_norm': optax.global_norm(grads),
              'learning_rate': schedule(state.step)}
   new_state = state.replace(step=state.step + 1, params=params,
@@ -123,15 +127,17 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
 
 def eval_step(variables: dict, batch: dict, *, model: nn.Module,
               hparams: StepConfig) -> dict:
-  """Sums over the valid rows of a padded batch: loss, correct, count."""
-  views = eval_views(model_input(batch['image'], hparams.preprocessing),
-                     flip=hparams.eval_flip,
-                     translate=hparams.eval_translate)
-  logits = sum(model.apply(variables, v, train=False)[0].astype(jnp.float32)
-               for v in views) / len(views)
-  valid = batch['valid'].astype(jnp.float32)
-  nll = losses.soft_cross_entropy_per_example(
-      logits, jax.nn.one_hot(batch['label'], logits.shape[-1]))
-  correct = losses.top_k_correct(logits, batch['label'], 1)
-  return {'loss': jnp.sum(nll * valid), 'correct': jnp.sum(correct * valid),
-          'count': jnp.sum(valid)}
+  """The task's ``eval_outputs`` of a padded batch (for classification:
+  sums over the valid rows of the loss, the correct answers and the count).
+
+  Classifiers average their logits over the test-time views.
+  """
+  task = hparams.the_task()
+  inputs = task.inputs(batch, jax.random.key(EVAL_NOISE_KEY), train=False)
+  views = [model_input(inputs, hparams.preprocessing)]
+  if task.kind == 'classification':
+    views = eval_views(views[0], flip=hparams.eval_flip,
+                       translate=hparams.eval_translate)
+  outputs = sum(model.apply(variables, v, train=False)[0].astype(jnp.float32)
+                for v in views) / len(views)
+  return task.eval_outputs(outputs, batch, inputs)
