@@ -145,10 +145,12 @@ def save_pictures(job: Job, state, workdir: str) -> str | None:
                        job.pipeline.class_names))
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-  leaves = jax.tree.leaves(tree)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+def _all_finite(tree) -> bool:
+  """Whether every leaf is finite, checked on the host: a jitted check would
+  compile a program per network (a second per trial of a sweep). Params are
+  replicated, so this process's first shard of a leaf is all of it."""
+  return all(np.isfinite(np.asarray(leaf.addressable_data(0))).all()
+             for leaf in jax.tree.leaves(tree))
 
 
 class Loop:
@@ -207,7 +209,7 @@ class Loop:
     for (step, _), loss in zip(self.pending, losses):
       if not np.isfinite(loss):
         self._diverged(step, f'the loss is {float(loss)}')
-    if state is not None and not bool(_all_finite(state.params)):
+    if state is not None and not _all_finite(state.params):
       self._diverged(int(state.step), 'the parameters hold NaN or Inf')
     self.pending.clear()
 
