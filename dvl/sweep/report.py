@@ -220,7 +220,8 @@ def markdown(sweep_config: dict, rows) -> str:
   sweep = sweep_config['sweep']
   train = sweep_config['train']
   budget = {'steps': f'{train["steps"]} steps each',
-            'epochs': f'{train["epochs"]:g} epochs each',
+            'epochs': f'{train["epochs"]:g} epoch'
+                      f'{"" if train["epochs"] == 1 else "s"} each',
             'macs': 'equal training MACs (steps × MACs per image) to the '
                     'baseline\'s'}[sweep['budget']]
   try:
@@ -230,7 +231,9 @@ def markdown(sweep_config: dict, rows) -> str:
   lines = [f'# Compound-scaling search: {_title(sweep_config)}', '',
            f'Budget: {budget}. Input sides are rounded to a multiple of '
            f'{sweep["resolution_multiple"]}. {len(rows)} trials, '
-           f'{sum(r["status"] == "ok" for r in rows)} trained.', '']
+           f'{sum(r["status"] == "ok" and not r.get("same_as") for r in rows)}'
+           ' networks trained (a trial that builds a network already '
+           'trained shares its result).', '']
   lines += _chosen_section(rows, sweep, chosen)
   lines += _verdict_section(rows)
   lines += ['## Plots', ''] + [f'![{p[:-4]}]({p})' for p in PLOTS] + ['']
