@@ -50,7 +50,7 @@ class Cost:
 def _layer_macs(module, x, y) -> tuple[str, int] | None:
   """(kind, MACs per example) of one call, or None when it is not counted."""
   if not isinstance(module, (layers.DepthwiseConv, nn.Conv, nn.ConvTranspose,
-                             nn.Dense)):
+                             layers.UpConv, nn.Dense)):
     return None
   out_per_example = math.prod(y.shape[1:])
   if isinstance(module, layers.DepthwiseConv):
@@ -61,6 +61,9 @@ def _layer_macs(module, x, y) -> tuple[str, int] | None:
     return 'conv', out_per_example * taps * x.shape[-1] // module.feature_group_count
   if isinstance(module, nn.ConvTranspose):
     taps = math.prod(module.kernel_size)
+    return 'conv_transpose', math.prod(x.shape[1:]) * taps * y.shape[-1]
+  if isinstance(module, layers.UpConv):
+    taps = module.stride ** 2
     return 'conv_transpose', math.prod(x.shape[1:]) * taps * y.shape[-1]
   return 'dense', out_per_example * x.shape[-1]
 

@@ -86,7 +86,7 @@ def get_config(arg=None):
   config.task = default_task_config()
 
   config.train = default_train_config()
-  config.train.epochs = arg.epochs or (45.0 if arg.dataset == 'pets' else 4.0)
+  config.train.epochs = arg.epochs or (60.0 if arg.dataset == 'pets' else 4.0)
   config.train.eval_every = 0 if arg.dataset == 'shapes' else 5 * 16
   config.train.log_every = 10
 

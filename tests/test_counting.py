@@ -45,6 +45,19 @@ def test_lenet5_layer_by_layer():
                                             840]
 
 
+def test_unet_layer_by_layer():
+  """Depth 1, widths 4 and 8, 8x8 RGB: every convolution, the 2x2
+  up-convolution (each of the 4x4x8 inputs feeds 2·2·4 outputs) and the
+  1x1 classifier."""
+  cost = _cost('unet', 8, num_classes=2, depth=1, base_width=4)
+  assert [(l.kind, l.macs) for l in cost.layers] == [
+      ('conv', 64 * 9 * 3 * 4), ('conv', 64 * 9 * 4 * 4),
+      ('conv', 16 * 9 * 4 * 8), ('conv', 16 * 9 * 8 * 8),
+      ('conv_transpose', 16 * 8 * 4 * 4),
+      ('conv', 64 * 9 * 8 * 4), ('conv', 64 * 9 * 4 * 4),
+      ('conv', 64 * 4 * 2)]
+
+
 def test_depthwise_macs_are_taps_times_outputs():
   cost = _cost('mobilenet_v1')
   first = next(l for l in cost.layers if l.kind == 'depthwise')
