@@ -224,6 +224,23 @@ def test_analysis_chooses_on_validation_and_finds_the_front():
     analysis.choose([r for r in rows if r['kind'] != 'grid'])
 
 
+def test_report_calls_one_network_under_two_names_a_tie(tmp_path,
+                                                       search_config):
+  """A chosen point that scales width alone: compound and width-only φ = 1
+  are the grid point's network, so φ = 1 is no win for compound."""
+  rows = _sweep_rows()
+  width1 = next(r for r in rows if r['trial'] == 'width1-a')
+  width1.update(test_accuracy=0.80, macs=2e6, same_as='grid1-a')
+  store = results.ResultStore(tmp_path, search_config.to_dict())
+  for row in rows:
+    store.add(row)
+  text = report.write(tmp_path)
+  assert ('Compound scaling had the best test accuracy at 0 of 2 φ values. '
+          'It won at no φ on this proxy. At φ = 1 the chosen coefficients '
+          'build the same network as width only: those rows are one trial '
+          'and tie.') in text
+
+
 def test_seeds_are_pooled_with_their_spread():
   rows = [_row('grid1-a', 'grid', 1, 0.80, 2e6, alpha=1.2, beta=1.1,
                gamma=1.2),

@@ -158,6 +158,23 @@ def _chosen_section(rows, sweep: dict, chosen) -> list[str]:
   return lines
 
 
+def _network(row) -> str:
+  """The trial that trained ``row``'s network."""
+  return row.get('same_as') or row['trial']
+
+
+def _shared(rows) -> dict:
+  """{φ: single dimensions whose row trained the compound row's network}
+  (a chosen point that scales one dimension only)."""
+  compound = {r['phi']: _network(r) for r in rows if r['kind'] == 'compound'}
+  shared = {}
+  for r in rows:
+    if (r['kind'] in LABELS and r['kind'] != 'compound'
+        and compound.get(r['phi']) == _network(r)):
+      shared.setdefault(r['phi'], set()).add(r['kind'])
+  return shared
+
+
 def _verdict_section(rows) -> list[str]:
   lines = ['## Compound scaling against one dimension at matched MACs', '']
   table = analysis.matched_macs(rows, 'test_accuracy')
@@ -165,7 +182,7 @@ def _verdict_section(rows) -> list[str]:
     return lines + ['No scale-up trial trained yet.', '']
   lines += ['| φ | method | test acc (%) | MACs (M) | MACs vs compound |',
             '|---|---|---|---|---|']
-  wins = []
+  shared, wins = _shared(rows), []
   for entry in table:
     ref = entry['entries'].get('compound')
     for method, p in entry['entries'].items():
@@ -174,7 +191,9 @@ def _verdict_section(rows) -> list[str]:
       lines.append(f'| {entry["phi"]:g} | {LABELS[method]}{best} | '
                    f'{_mean(p)} | {p["macs"] / 1e6:.2f} | {ratio} |')
     if ref and len(entry['entries']) > 1:
-      wins.append((entry['phi'], entry['winner'] == 'compound'))
+      # The same network under two names is a tie, not a win.
+      wins.append((entry['phi'], entry['winner'] == 'compound'
+                   and entry['phi'] not in shared))
   won = [phi for phi, w in wins if w]
   if wins:
     verdict = (f'Compound scaling had the best test accuracy at {len(won)} '
@@ -184,6 +203,10 @@ def _verdict_section(rows) -> list[str]:
     verdict += ('It won at every φ on this proxy.' if len(won) == len(wins)
                 else 'It did not win at every φ on this proxy.' if won
                 else 'It won at no φ on this proxy.')
+    for phi, kinds in sorted(shared.items()):
+      names = ' and '.join(LABELS[k] for k in sorted(kinds))
+      verdict += (f' At φ = {phi:g} the chosen coefficients build the same '
+                  f'network as {names}: those rows are one trial and tie.')
     lines += ['', verdict + ' Each single-dimension row is matched to the '
               "compound row's counted MACs as closely as the rounding of "
               'repeats, channels and sides allows; the last column shows '
