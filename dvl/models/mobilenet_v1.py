@@ -35,6 +35,7 @@ class MobileNetV1(nn.Module):
   stem_width: int = 32
   separable: bool = True
   act: str = 'relu6'
+  bn_momentum: float = 0.99
   dropout: float = 1e-3
   padding: str = 'same'
   depthwise_impl: str | None = None
@@ -53,7 +54,7 @@ class MobileNetV1(nn.Module):
                 stride=32)
     positive(self.width, 'width', 'mobilenet_v1')
     positive(self.depth, 'depth', 'mobilenet_v1')
-    bn = dict(act=self.act, padding=self.padding, bn_momentum=0.99,
+    bn = dict(act=self.act, padding=self.padding, bn_momentum=self.bn_momentum,
               bn_epsilon=1e-3, dtype=self.dtype)
     features = {}
     x = layers.ConvBN(layers.round_filters(self.stem_width * self.width), 3, 2,
@@ -67,7 +68,8 @@ class MobileNetV1(nn.Module):
         if self.separable:
           x = layers.SeparableConv(
               spec.channels, spec.kernel, stride, act=self.act,
-              padding=self.padding, bn_momentum=0.99, bn_epsilon=1e-3,
+              padding=self.padding, bn_momentum=self.bn_momentum,
+              bn_epsilon=1e-3,
               depthwise_impl=self.depthwise_impl, dtype=self.dtype,
               name=name)(x, train=train)
         else:
