@@ -124,6 +124,54 @@ def depthwise_conv2d_xla(x, kernel, strides, padding, dilation=(1, 1)):
       feature_group_count=x.shape[-1])
 
 
+def _zero_padding(padding) -> bool:
+  if isinstance(padding, str):
+    return padding.upper() in ('SAME', 'VALID')  # both pad 0 for a 1x1 kernel
+  return all(tuple(p) == (0, 0) for p in padding)
+
+
+def _is_nhwc_hwio(dimension_numbers) -> bool:
+  if dimension_numbers is None:
+    return False
+  if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+    return (tuple(dimension_numbers.lhs_spec) == (0, 3, 1, 2)
+            and tuple(dimension_numbers.rhs_spec) == (3, 2, 0, 1)
+            and tuple(dimension_numbers.out_spec) == (0, 3, 1, 2))
+  return tuple(dimension_numbers) == ('NHWC', 'HWIO', 'NHWC')
+
+
+def pointwise_as_matmul() -> bool:
+  """Whether 1x1 convolutions run as matrix products: on CPU, where XLA's
+  convolution emitter runs them (and far worse their gradients) at a
+  fraction of the matmul speed; elsewhere cuDNN's convolutions are kept."""
+  return jax.default_backend() == 'cpu'
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count=1, precision=None, **kwargs):
+  """``lax.conv_general_dilated``, with a 1x1 convolution of an NHWC input
+  computed as a strided slice and one matrix product when
+  ``pointwise_as_matmul()`` says so (same result, same parameters).
+
+  Passed to ``nn.Conv(conv_general_dilated=...)`` by every dvl layer, so
+  parameters, MAC counting and checkpoints do not change.
+  """
+  plain = (lhs_dilation is None or all(d == 1 for d in lhs_dilation))
+  if (pointwise_as_matmul() and lhs.ndim == 4 and rhs.shape[:2] == (1, 1)
+      and feature_group_count == 1 and plain and not kwargs
+      and _zero_padding(padding) and _is_nhwc_hwio(dimension_numbers)):
+    sh, sw = window_strides
+    x = lhs[:, ::sh, ::sw, :] if (sh, sw) != (1, 1) else lhs
+    b, h, w, c = x.shape
+    y = jnp.dot(x.reshape(b * h * w, c), rhs[0, 0], precision=precision)
+    return y.reshape(b, h, w, rhs.shape[-1])
+  return lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count, precision=precision, **kwargs)
+
+
 DEPTHWISE_IMPLS = {'shifted': depthwise_conv2d_shifted,
                    'xla': depthwise_conv2d_xla}
 
@@ -218,7 +266,8 @@ class ConvBN(nn.Module):
                   feature_group_count=self.groups,
                   use_bias=use_bias, dtype=self.dtype,
                   kernel_init=nn.initializers.variance_scaling(
-                      2.0, 'fan_out', 'normal'), name='conv')(x)
+                      2.0, 'fan_out', 'normal'),
+                  conv_general_dilated=conv_general_dilated, name='conv')(x)
     if self.batch_norm:
       x = Norm(self.bn_momentum, self.bn_epsilon, dtype=self.dtype,
                scale_init=(nn.initializers.zeros if self.zero_init_bn
@@ -293,9 +342,11 @@ class SqueezeExcite(nn.Module):
   @nn.compact
   def __call__(self, x):
     s = jnp.mean(x, axis=(1, 2), keepdims=True)
-    s = nn.Conv(self.reduced, (1, 1), dtype=self.dtype, name='reduce')(s)
+    s = nn.Conv(self.reduced, (1, 1), dtype=self.dtype,
+                conv_general_dilated=conv_general_dilated, name='reduce')(s)
     s = get_activation(self.act)(s)
-    s = nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype, name='expand')(s)
+    s = nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype,
+                conv_general_dilated=conv_general_dilated, name='expand')(s)
     return x * get_activation(self.gate)(s)
 
 

@@ -76,6 +76,44 @@ def test_upconv_equals_transposed_convolution(stride):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize('kernel,stride,padding', [
+    (1, 1, 'SAME'), (1, 2, 'SAME'), (1, 2, 'VALID'), (1, 3, ((0, 0), (0, 0))),
+    (3, 1, 'SAME'), (1, 1, ((1, 1), (0, 0)))])
+def test_pointwise_matmul_equals_convolution(kernel, stride, padding):
+  """dvl's conv_general_dilated (a matmul for 1x1 kernels on CPU) gives the
+  convolution's outputs and gradients, odd sides and strides included; other
+  kernels and padded 1x1 convolutions go to XLA unchanged."""
+  assert layers.pointwise_as_matmul()  # the tests run on CPU
+  x = jax.random.normal(jax.random.key(0), (2, 7, 9, 5))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 6))
+  dims = ('NHWC', 'HWIO', 'NHWC')
+
+  def loss(conv, x, w):
+    y = conv(x, w, (stride, stride), padding, dimension_numbers=dims)
+    return jnp.sum(jnp.sin(y)), y
+
+  (_, y_ref), g_ref = jax.value_and_grad(loss, (1, 2), has_aux=True)(
+      lax.conv_general_dilated, x, w)
+  (_, y), g = jax.value_and_grad(loss, (1, 2), has_aux=True)(
+      layers.conv_general_dilated, x, w)
+  assert y.shape == y_ref.shape
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  for a, b in zip(g, g_ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_layers_run_pointwise_as_a_dot():
+  """ConvBN's 1x1 convolution lowers to a dot (no convolution left), with
+  nn.Conv's parameters, so checkpoints and MAC counts are unchanged."""
+  mod = layers.ConvBN(8, 1, 2)
+  x = jnp.ones((2, 6, 6, 4))
+  v = mod.init(jax.random.key(0), x, train=False)
+  assert v['params']['conv']['kernel'].shape == (1, 1, 4, 8)
+  hlo = jax.jit(lambda v, x: mod.apply(v, x, train=False)).lower(
+      v, x).as_text()
+  assert 'convolution' not in hlo and 'dot_general' in hlo
+
+
 def test_drop_path_rescales_in_training_and_is_identity_in_eval():
   x = jnp.ones((4000, 1, 1, 1))
   mod = layers.DropPath(0.25)
