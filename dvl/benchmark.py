@@ -87,20 +87,23 @@ class DvlModel:
 
   def __init__(self, name: str, *, resolution: int, dtype, remat: bool):
     self.name = name
-    self.model = models.build_model(name, dtype=dtype)
+    fields = dict(dtype=dtype)
+    if remat:
+      if 'remat' not in models.model_fields(name):
+        raise ValueError(
+            f'{name} has no remat field (per-block rematerialisation); the '
+            'EfficientNets, MobileNetV2 and the ResNets have it: drop '
+            'remat=True or choose one of them')
+      fields['remat'] = True
+    self.model = models.build_model(name, **fields)
     self.side = resolution or self.model.default_resolution
     self.macs = flops.count(self.model, (self.side, self.side, 3)).macs
     self.tx = optax.sgd(0.01, momentum=0.9)
-    self.remat = remat
 
   def _loss(self, params, batch_stats, x, y):
-    def forward(params, batch_stats, x):
-      return self.model.apply(
-          {'params': params, 'batch_stats': batch_stats}, x, train=True,
-          mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
-    if self.remat:
-      forward = jax.checkpoint(forward)
-    (logits, _), updates = forward(params, batch_stats, x)
+    (logits, _), updates = self.model.apply(
+        {'params': params, 'batch_stats': batch_stats}, x, train=True,
+        mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
     loss = optax.softmax_cross_entropy_with_integer_labels(
         logits.astype(jnp.float32), y).mean()
     return loss, updates['batch_stats']
@@ -310,6 +313,10 @@ def validate(config) -> None:
   """Raises ValueError on an unknown model, peer or a bad number."""
   for name in config.models:
     models.build_model(name)  # an unknown name lists the valid ones
+    if config.remat and 'remat' not in models.model_fields(name):
+      raise ValueError(f'config.remat is set but {name} has no remat field; '
+                       'the EfficientNets, MobileNetV2 and the ResNets have '
+                       'it: drop remat or choose one of them')
   if config.peer not in ('keras', 'none'):
     raise ValueError(f"config.peer must be 'keras' or 'none'; got "
                      f'{config.peer!r}')

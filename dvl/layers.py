@@ -217,6 +217,29 @@ class DepthwiseConv(nn.Module):
     return y
 
 
+def remat(block_cls):
+  """``block_cls`` with its activations recomputed in the backward pass
+  (``nn.remat``, i.e. ``jax.checkpoint``, per block): training keeps only
+  each block's input, the memory that fits EfficientNet-B7 at 600x600.
+
+  Same parameter tree, outputs and gradients as ``block_cls``; called the
+  same way, ``block(x, train=...)`` (remat needs ``train`` static, so it is
+  passed on positionally inside).
+  """
+  class Positional(block_cls):
+    def __call__(self, x, train):
+      return super().__call__(x, train=train)
+
+  lifted = nn.remat(Positional, static_argnums=(2,))
+
+  class Keyword(lifted):
+    def __call__(self, x, *, train: bool):
+      return super().__call__(x, train)
+
+  Keyword.__name__ = Keyword.__qualname__ = f'Remat{block_cls.__name__}'
+  return Keyword
+
+
 class Norm(nn.Module):
   """BatchNorm with the running statistics in ``batch_stats``."""
   momentum: float = 0.9

@@ -34,7 +34,7 @@ def get_config(arg=None):
   config.infer_batch = 1           # 0 skips the latency measurement
   config.infer_calls = 5           # timed inference calls per round
   config.warm_compile = True       # also time a compile from the cache
-  config.remat = arg.remat         # jax.checkpoint around the forward pass
+  config.remat = arg.remat         # recompute each block in the backward
   if arg.gpu:
     config.batch_sizes = (256,)
     config.dtype = 'bfloat16'

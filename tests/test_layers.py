@@ -166,3 +166,64 @@ def test_unknown_activation_and_padding():
     layers.get_activation('mish')
   with pytest.raises(ValueError, match="unknown padding 'full'"):
     layers.explicit_padding('full', (3, 3))
+
+
+def _tiny(name, **fields):
+  from dvl import models
+  small = dict(width=0.25, depth=0.34, num_classes=5) if name.startswith(
+      'efficientnet') else dict(width=0.25, stage_sizes=(1, 1, 1, 1),
+                                num_classes=5)
+  return models.build_model(name, **small, **fields)
+
+
+@pytest.mark.parametrize('name', ['efficientnet_b0', 'resnet50'])
+def test_remat_keeps_parameters_outputs_and_gradients(name):
+  """Per-block rematerialisation changes memory, not the function: the same
+  parameter tree, loss, gradients and BatchNorm statistics."""
+  from dvl import flops
+  plain, remat = _tiny(name), _tiny(name, remat=True)
+  assert (flops.count(remat, (64, 64, 3)).macs
+          == flops.count(plain, (64, 64, 3)).macs)
+  x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
+  v = jax.jit(lambda: plain.init(jax.random.key(1), x, train=False))()
+  assert (jax.tree_util.tree_structure(jax.eval_shape(
+      lambda: remat.init(jax.random.key(1), x, train=False)))
+          == jax.tree_util.tree_structure(v))
+
+  def loss(model, params):
+    (y, _), upd = model.apply({**v, 'params': params}, x, train=True,
+                              mutable=['batch_stats'],
+                              rngs={'dropout': jax.random.key(2)})
+    return jnp.sum(jnp.sin(y)), upd
+
+  grad = jax.jit(jax.value_and_grad(loss, 1, has_aux=True), static_argnums=0)
+  (l0, u0), g0 = grad(plain, v['params'])
+  (l1, u1), g1 = grad(remat, v['params'])
+  np.testing.assert_allclose(l1, l0, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves((g1, u1)),
+                  jax.tree_util.tree_leaves((g0, u0))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_remat_keeps_only_block_inputs_for_the_backward_pass():
+  """What the backward pass holds: every intermediate of every block
+  without remat, about the blocks' inputs with it. (XLA on CPU plans the
+  same temporary memory either way; the saving shows on accelerators.)"""
+  x = jnp.zeros((8, 96, 96, 3))
+
+  def residual_bytes(model):
+    def kept(v):
+      def loss(params):
+        (y, _), _ = model.apply({**v, 'params': params}, x, train=True,
+                                mutable=['batch_stats'],
+                                rngs={'dropout': jax.random.key(1)})
+        return jnp.sum(y)
+      # The vjp closure is a pytree of exactly what the backward pass keeps.
+      return jax.tree_util.tree_leaves(jax.vjp(loss, v['params'])[1])
+    v = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1],
+                                          train=False))
+    return sum(a.size * a.dtype.itemsize for a in jax.eval_shape(kept, v))
+
+  plain = residual_bytes(_tiny('efficientnet_b0'))
+  remat = residual_bytes(_tiny('efficientnet_b0', remat=True))
+  assert remat < 0.15 * plain, (remat, plain)

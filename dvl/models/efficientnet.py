@@ -68,6 +68,7 @@ class EfficientNet(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
   depthwise_impl: str | None = None
+  remat: bool = False  # recompute each block's activations (layers.remat)
   num_classes: int = 1000
   dtype: object = jnp.float32
 
@@ -96,13 +97,15 @@ class EfficientNet(nn.Module):
     features['stem'] = x
     stages = blocks.scale_stages(self.blocks, width=self.width, depth=self.depth)
     total = sum(s.repeats for s in stages)
+    block = (layers.remat(layers.InvertedResidual) if self.remat
+             else layers.InvertedResidual)
     index = 0
     for i, spec in enumerate(stages):
       if spec.kind != 'ir':
         raise ValueError(f'efficientnet: stage {i + 1} has block type '
                          f"{spec.kind!r}; only 'ir' (inverted residual) is built")
       for j in range(spec.repeats):
-        x = layers.InvertedResidual(
+        x = block(
             spec.channels, spec.kernel, spec.stride if j == 0 else 1,
             spec.expansion, spec.se_ratio,
             drop_path=self.drop_connect * index / total, act=self.act,

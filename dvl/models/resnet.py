@@ -63,6 +63,7 @@ class ResNet(nn.Module):
   width: float = 1.0
   depth: float = 1.0
   zero_init_residual: bool = True
+  remat: bool = False  # recompute each block's activations (layers.remat)
   num_classes: int = 1000
   dtype: object = jnp.float32
 
@@ -84,12 +85,13 @@ class ResNet(nn.Module):
                           x.astype(self.dtype), train=train)
     features['stem'] = x
     x = layers.max_pool(x, 3, 2, padding='symmetric')
+    block = layers.remat(ResidualBlock) if self.remat else ResidualBlock
     for i, (n, c) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(layers.round_repeats(n, self.depth)):
-        x = ResidualBlock(layers.round_filters(c * self.width),
-                          2 if i > 0 and j == 0 else 1, self.block,
-                          self.zero_init_residual, self.dtype,
-                          name=f'stage{i + 1}_block{j + 1}')(x, train=train)
+        x = block(layers.round_filters(c * self.width),
+                  2 if i > 0 and j == 0 else 1, self.block,
+                  self.zero_init_residual, self.dtype,
+                  name=f'stage{i + 1}_block{j + 1}')(x, train=train)
       features[f'stage{i + 1}'] = x
     x = layers.global_avg_pool(x)
     features['pre_logits'] = x
