@@ -240,3 +240,31 @@ def test_table3_rows_train_through_the_sweep_runner(env, tmp_path):
                 if l.startswith(f'| {row["label"]} |'))
     assert f'{100 * row["test_accuracy"]:.2f}' in line
   assert (tmp_path / 'accuracy_vs_macs.png').stat().st_size > 10_000
+
+
+@pytest.mark.parametrize('backbone', ['efficientnet', 'mobilenet_v1'])
+def test_cifar10_variant_plans_the_full_comparison(backbone):
+  """The CIFAR-10 sweep: at least nine grid points inside the constraint,
+  φ up to 3 with the three single-dimension baselines, and a backbone that
+  keeps a 4x4 map at 32x32 with BatchNorm statistics that keep up."""
+  import jax
+  import jax.numpy as jnp
+  from dvl import models
+  from dvl.sweep import candidates
+  config = experiment_config('scaling_search',
+                             f'backbone={backbone},dataset=cifar10')
+  points = candidates.candidates(config.sweep)
+  assert len(points) >= 9
+  for a, b, g in points:
+    assert min(a, b, g) >= 1.0
+    assert abs(a * b * b * g * g - 2.0) <= config.sweep.tolerance + 1e-9
+  assert config.sweep.max_phi >= 3
+  assert set(config.sweep.baselines) == {'depth', 'width', 'resolution'}
+  fields = config.model.to_dict()
+  model = models.build_model(fields.pop('name'), num_classes=10, **fields)
+  assert model.bn_momentum == 0.9
+  x = jnp.zeros((1, 32, 32, 3))
+  _, features = jax.eval_shape(
+      lambda: model.init_with_output(jax.random.key(0), x, train=False)[0])
+  last = [v for k, v in features.items() if k.startswith('stage')][-1]
+  assert last.shape[1:3] == (4, 4)
