@@ -306,8 +306,9 @@ class UpConv(nn.Module):
 
   Same result and parameters (``kernel`` of shape (s, s, C, features),
   ``bias``) as ``nn.ConvTranspose(features, (s, s), (s, s), 'VALID')``,
-  which applies the kernel flipped in space. Written this way because XLA on CPU runs the gradient of the transposed
-  convolution 5-15 times slower than this matmul.
+  which applies the kernel flipped in space. Written this way because XLA
+  on CPU runs the gradient of the transposed convolution 5-15 times slower
+  than this matmul.
   """
   features: int
   stride: int = 2
