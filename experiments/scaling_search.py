@@ -52,7 +52,7 @@ from dvl.train import default_train_config
 BLOCKS_32PX = ('ir_r1_k3_s1_e1_c16_se0.25', 'ir_r2_k3_s2_e6_c24_se0.25',
                'ir_r2_k5_s2_e6_c40_se0.25', 'ir_r2_k3_s1_e6_c80_se0.25')
 # MobileNetV1's five stages with its last two at stride 1: the 32x32 input
-# ends on a 4x4 map, not ImageNet's 1x1, and the deeper grid points train.
+# ends on a 4x4 map (as the EfficientNet proxy does), not ImageNet's 1x1.
 MBV1_BLOCKS_32PX = ('ds_r1_k3_s1_c64', 'ds_r2_k3_s2_c128', 'ds_r2_k3_s2_c256',
                     'ds_r6_k3_s1_c512', 'ds_r2_k3_s1_c1024')
 # Baseline fields of each backbone for 32x32 inputs; the sweep scales them.
