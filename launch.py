@@ -8,6 +8,12 @@ The config file's ``get_config(arg)`` builds a locked ml-collections config;
 import importlib
 import os
 
+from dvl import host_memory
+
+# Before any import starts a thread: XLA's per-step temporaries then stay in
+# the heap instead of being faulted in afresh every step (dvl.host_memory).
+host_memory.keep_freed_memory()
+
 # TensorFlow (the TFDS reader) reads this when it loads: quiet its C++
 # warnings before anything imports it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
