@@ -18,7 +18,9 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
+
+from dvl.lowering import (DEPTHWISE_IMPLS, conv_general_dilated,
+                          default_depthwise_impl)
 
 Dtype = Any
 
@@ -75,110 +77,6 @@ def explicit_padding(padding: str, kernel: Sequence[int],
 
 def _pair(v) -> tuple[int, int]:
   return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _resolve_pads(pads, in_hw, kernel, strides, dilation):
-  """Explicit (lo, hi) pads per spatial axis for any named padding."""
-  if not isinstance(pads, str):
-    return list(pads)
-  if pads == 'VALID':
-    return [(0, 0), (0, 0)]
-  out = []
-  for size, k, s, d in zip(in_hw, kernel, strides, dilation):
-    total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-    out.append((total // 2, total - total // 2))
-  return out
-
-
-def depthwise_conv2d_shifted(x, kernel, strides, padding, dilation=(1, 1)):
-  """Depthwise convolution as a sum of shifted, strided multiply-adds.
-
-  ``kernel`` has the grouped-convolution layout (kh, kw, 1, C). Computes the
-  same function as ``lax.conv_general_dilated(..., feature_group_count=C)``;
-  on CPU XLA lowers this form (and its gradient) about ten times faster.
-  """
-  kh, kw = kernel.shape[:2]
-  pads = _resolve_pads(padding, x.shape[1:3], (kh, kw), strides, dilation)
-  x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-  out_h = (x.shape[1] - (kh - 1) * dilation[0] - 1) // strides[0] + 1
-  out_w = (x.shape[2] - (kw - 1) * dilation[1] - 1) // strides[1] + 1
-  y = None
-  for i in range(kh):
-    for j in range(kw):
-      r0, c0 = i * dilation[0], j * dilation[1]
-      tap = lax.slice(
-          x, (0, r0, c0, 0),
-          (x.shape[0], r0 + (out_h - 1) * strides[0] + 1,
-           c0 + (out_w - 1) * strides[1] + 1, x.shape[3]),
-          (1, strides[0], strides[1], 1))
-      term = tap * kernel[i, j, 0]
-      y = term if y is None else y + term
-  return y
-
-
-def depthwise_conv2d_xla(x, kernel, strides, padding, dilation=(1, 1)):
-  """Depthwise convolution as XLA's grouped convolution."""
-  return lax.conv_general_dilated(
-      x, kernel, window_strides=strides, padding=padding,
-      rhs_dilation=dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      feature_group_count=x.shape[-1])
-
-
-def _zero_padding(padding) -> bool:
-  if isinstance(padding, str):
-    return padding.upper() in ('SAME', 'VALID')  # both pad 0 for a 1x1 kernel
-  return all(tuple(p) == (0, 0) for p in padding)
-
-
-def _is_nhwc_hwio(dimension_numbers) -> bool:
-  if dimension_numbers is None:
-    return False
-  if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
-    return (tuple(dimension_numbers.lhs_spec) == (0, 3, 1, 2)
-            and tuple(dimension_numbers.rhs_spec) == (3, 2, 0, 1)
-            and tuple(dimension_numbers.out_spec) == (0, 3, 1, 2))
-  return tuple(dimension_numbers) == ('NHWC', 'HWIO', 'NHWC')
-
-
-def pointwise_as_matmul() -> bool:
-  """Whether 1x1 convolutions run as matrix products: on CPU, where XLA's
-  convolution emitter runs them (and far worse their gradients) at a
-  fraction of the matmul speed; elsewhere cuDNN's convolutions are kept."""
-  return jax.default_backend() == 'cpu'
-
-
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None,
-                         feature_group_count=1, precision=None, **kwargs):
-  """``lax.conv_general_dilated``, with a 1x1 convolution of an NHWC input
-  computed as a strided slice and one matrix product when
-  ``pointwise_as_matmul()`` says so (same result, same parameters).
-
-  Passed to ``nn.Conv(conv_general_dilated=...)`` by every dvl layer, so
-  parameters, MAC counting and checkpoints do not change.
-  """
-  plain = (lhs_dilation is None or all(d == 1 for d in lhs_dilation))
-  if (pointwise_as_matmul() and lhs.ndim == 4 and rhs.shape[:2] == (1, 1)
-      and feature_group_count == 1 and plain and not kwargs
-      and _zero_padding(padding) and _is_nhwc_hwio(dimension_numbers)):
-    sh, sw = window_strides
-    x = lhs[:, ::sh, ::sw, :] if (sh, sw) != (1, 1) else lhs
-    b, h, w, c = x.shape
-    y = jnp.dot(x.reshape(b * h * w, c), rhs[0, 0], precision=precision)
-    return y.reshape(b, h, w, rhs.shape[-1])
-  return lax.conv_general_dilated(
-      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-      feature_group_count=feature_group_count, precision=precision, **kwargs)
-
-
-DEPTHWISE_IMPLS = {'shifted': depthwise_conv2d_shifted,
-                   'xla': depthwise_conv2d_xla}
-
-
-def default_depthwise_impl() -> str:
-  """The faster lowering for the current backend: shifted adds on CPU."""
-  return 'shifted' if jax.default_backend() == 'cpu' else 'xla'
 
 
 class DepthwiseConv(nn.Module):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from dvl import layers
+from dvl import layers, lowering
 
 CASES = list(itertools.product((3, 5), (1, 2), (1, 2), ('same', 'symmetric',
                                                            'valid')))
@@ -26,7 +26,7 @@ def test_shifted_depthwise_equals_grouped_convolution(kernel, stride, dilation,
                                  (dilation, dilation))
   args = ((stride, stride), pads, (dilation, dilation))
 
-  out_shape = layers.depthwise_conv2d_xla(x, w, *args).shape
+  out_shape = lowering.depthwise_conv2d_xla(x, w, *args).shape
   r = jax.random.normal(kg, out_shape)
 
   def loss(impl, x, w):
@@ -34,14 +34,31 @@ def test_shifted_depthwise_equals_grouped_convolution(kernel, stride, dilation,
     return jnp.sum(y * r), y
 
   (_, ref), ref_grads = jax.value_and_grad(
-      lambda x, w: loss(layers.depthwise_conv2d_xla, x, w), (0, 1),
+      lambda x, w: loss(lowering.depthwise_conv2d_xla, x, w), (0, 1),
       has_aux=True)(x, w)
   (_, ours), grads = jax.value_and_grad(
-      lambda x, w: loss(layers.depthwise_conv2d_shifted, x, w), (0, 1),
+      lambda x, w: loss(lowering.depthwise_conv2d_shifted, x, w), (0, 1),
       has_aux=True)(x, w)
   np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
   for g, r in zip(grads, ref_grads):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('batch', [1, 3, 12])
+@pytest.mark.parametrize('kernel,stride', [(3, 1), (5, 2)])
+def test_shifted_depthwise_gradients_for_any_batch(batch, kernel, stride):
+  """The hand-written backward pass sums the batch in slices (as many as
+  the largest divisor of the batch up to 8): every split must agree."""
+  kx, kk, kg = jax.random.split(jax.random.key(batch), 3)
+  x = jax.random.normal(kx, (batch, 11, 11, 5))
+  w = jax.random.normal(kk, (kernel, kernel, 1, 5))
+  args = ((stride, stride), 'SAME', (1, 1))
+  r = jax.random.normal(kg, lowering.depthwise_conv2d_xla(x, w, *args).shape)
+  grads = [jax.grad(lambda x, w, f=f: jnp.sum(f(x, w, *args) * r), (0, 1))(
+      x, w) for f in (lowering.depthwise_conv2d_xla,
+                      lowering.depthwise_conv2d_shifted)]
+  for ref, ours in zip(*grads):
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_depthwise_module_impls_agree():
@@ -83,7 +100,7 @@ def test_pointwise_matmul_equals_convolution(kernel, stride, padding):
   """dvl's conv_general_dilated (a matmul for 1x1 kernels on CPU) gives the
   convolution's outputs and gradients, odd sides and strides included; other
   kernels and padded 1x1 convolutions go to XLA unchanged."""
-  assert layers.pointwise_as_matmul()  # the tests run on CPU
+  assert lowering.pointwise_as_matmul()  # the tests run on CPU
   x = jax.random.normal(jax.random.key(0), (2, 7, 9, 5))
   w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 6))
   dims = ('NHWC', 'HWIO', 'NHWC')
@@ -95,7 +112,7 @@ def test_pointwise_matmul_equals_convolution(kernel, stride, padding):
   (_, y_ref), g_ref = jax.value_and_grad(loss, (1, 2), has_aux=True)(
       lax.conv_general_dilated, x, w)
   (_, y), g = jax.value_and_grad(loss, (1, 2), has_aux=True)(
-      layers.conv_general_dilated, x, w)
+      lowering.conv_general_dilated, x, w)
   assert y.shape == y_ref.shape
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
   for a, b in zip(g, g_ref):
