@@ -18,9 +18,9 @@ For each model of ``config.models`` it measures, on the backend JAX finds:
 The peer is the same architecture from ``keras.applications`` with Keras 3
 on the TensorFlow backend, trained with ``train_on_batch`` and SGD and
 queried with ``predict_on_batch``: what a user picks instead. Timings of
-dvl and of the peer alternate, ``config.rounds`` times, in one process so
-that both meet the same machine; each figure is the median over rounds, and
-the table gives dvl / peer ratios (above 1: dvl is faster). Writes
+dvl and of the peer alternate, ``config.rounds`` times, so that both meet
+the machine in the same state; the peer runs in a process of its own
+(``dvl.peer``). Each figure is the median over rounds, and the table gives dvl / peer ratios (above 1: dvl is faster). Writes
 ``benchmark.md`` and ``benchmark.json`` in the workdir.
 """
 
@@ -39,17 +39,7 @@ import numpy as np
 import optax
 
 from dvl import flops, metrics_log, models
-
-# dvl registry name -> keras.applications constructor of the same network.
-# Keras's ResNet50 is v1 (stride in the first 1x1 of a block), as dvl's
-# resnet50_v1; dvl's resnet50 is v1.5 (stride in the 3x3, +6% MACs).
-KERAS_PEERS = {
-    'resnet50': 'ResNet50', 'resnet50_v1': 'ResNet50',
-    'mobilenet_v1': 'MobileNet', 'mobilenet_v2': 'MobileNetV2',
-    'vgg16': 'VGG16', 'vgg19': 'VGG19',
-    **{f'efficientnet_b{i}': f'EfficientNetB{i}' for i in range(8)},
-}
-
+from dvl.peer import KERAS_PEERS, PeerProcess, time_calls
 
 @dataclasses.dataclass
 class Timing:
@@ -59,14 +49,6 @@ class Timing:
   @property
   def median(self) -> float:
     return statistics.median(self.seconds) if self.seconds else float('nan')
-
-
-def time_calls(fn: Callable[[], object], calls: int) -> float:
-  """Seconds per call of ``fn`` (which must block until its work is done)."""
-  start = time.perf_counter()
-  for _ in range(calls):
-    fn()
-  return (time.perf_counter() - start) / calls
 
 
 def matmul_peak(backend: str, repeats: int = 5) -> float:
@@ -92,6 +74,7 @@ class DvlModel:
     remat_field = {'remat': True} if remat else {}
     self.model = models.build_model(name, dtype=dtype, **remat_field)
     self.side = resolution or self.model.default_resolution
+    self.dtype = jnp.dtype(dtype)
     self.macs = flops.count(self.model, (self.side, self.side, 3)).macs
     self.tx = optax.sgd(0.01, momentum=0.9)
 
@@ -146,92 +129,59 @@ def step_memory(compiled) -> float:
                + info.temp_size_in_bytes - info.alias_size_in_bytes)
 
 
-class KerasPeer:
-  """The same network from keras.applications on Keras 3 + TensorFlow."""
-
-  def __init__(self, name: str, side: int):
-    keras = import_keras()
-    self.keras = keras
-    self.model = getattr(keras.applications, KERAS_PEERS[name])(
-        weights=None, input_shape=(side, side, 3), classes=1000,
-        classifier_activation=None)
-    self.model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    self.side = side
-
-  def data(self, batch: int):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, self.side, self.side, 3)).astype(np.float32)
-    return x, rng.integers(0, 1000, batch)
-
-  def train(self, x, y) -> None:
-    self.model.train_on_batch(x, y)
-
-  def infer(self, x) -> None:
-    self.model.predict_on_batch(x)
-
-
-def import_keras():
-  """Keras 3 on the TensorFlow backend (set before Keras is first imported)."""
-  os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
-  import keras  # pylint: disable=g-import-not-at-top
-  if keras.backend.backend() != 'tensorflow':
-    raise RuntimeError(
-        f'Keras runs on {keras.backend.backend()!r} in this process; the '
-        'peer is Keras on TensorFlow: unset KERAS_BACKEND or set it to '
-        'tensorflow')
-  return keras
-
-
 def bench_model(name: str, config, peak: float) -> list[dict]:
   """The table rows of one model: one per training batch size."""
   dtype = jnp.dtype(config.dtype)
   dvl_model = DvlModel(name, resolution=config.resolution, dtype=dtype,
                        remat=config.remat)
   use_peer = config.peer == 'keras' and name in KERAS_PEERS
-  peer = KerasPeer(name, dvl_model.side) if use_peer else None
-  rows = []
-  for batch in config.batch_sizes:
-    state, x, y = dvl_model.init(batch)
-    step, cold_s, memory = dvl_model.compile_train(state, x, y)
-    warm_s = float('nan')
-    if config.warm_compile:
-      jax.clear_caches()
-      _, warm_s, _ = dvl_model.compile_train(state, x, y)
-    holder = {'state': state}
-
-    def dvl_train():
-      *new_state, loss = step(*holder['state'], x, y)
-      holder['state'] = tuple(new_state)
-      loss.block_until_ready()
-
-    timings = {'dvl': Timing(), 'peer': Timing()}
-    peer_data = peer.data(batch) if peer else None
-    for _ in range(config.warmup):
-      dvl_train()
-      if peer:
-        peer.train(*peer_data)
-    for _ in range(config.rounds):
-      timings['dvl'].seconds.append(time_calls(dvl_train, config.steps))
-      if peer:
-        timings['peer'].seconds.append(
-            time_calls(lambda: peer.train(*peer_data), config.steps))
-    dvl_s, peer_s = timings['dvl'].median, timings['peer'].median
-    achieved = 6 * dvl_model.macs * batch / dvl_s
-    rows.append(dict(
-        model=name, peer=KERAS_PEERS[name] if peer else '',
-        batch=batch, resolution=dvl_model.side, dtype=dtype.name,
-        macs=dvl_model.macs,
-        train_img_s=batch / dvl_s,
-        peer_train_img_s=batch / peer_s if peer else float('nan'),
-        train_ratio=peer_s / dvl_s if peer else float('nan'),
-        tflops=achieved / 1e12, peak_fraction=achieved / peak,
-        compile_cold_s=cold_s, compile_warm_s=warm_s,
-        warm_over_cold=warm_s / cold_s, step_memory_mb=memory / 2 ** 20))
-    del holder, step
-  rows[-1].update(infer_latency(dvl_model, peer, config))
+  peer = PeerProcess(name, dvl_model.side) if use_peer else None
+  try:
+    rows = [_bench_batch(dvl_model, peer, batch, config, peak)
+            for batch in config.batch_sizes]
+    rows[-1].update(infer_latency(dvl_model, peer, config))
+  finally:
+    if peer:
+      peer.close()
   return rows
+
+
+def _bench_batch(dvl_model: DvlModel, peer, batch: int, config,
+                 peak: float) -> dict:
+  """One table row: the train step of dvl (and the peer) at ``batch``."""
+  state, x, y = dvl_model.init(batch)
+  step, cold_s, memory = dvl_model.compile_train(state, x, y)
+  warm_s = float('nan')
+  if config.warm_compile:
+    jax.clear_caches()
+    _, warm_s, _ = dvl_model.compile_train(state, x, y)
+  holder = {'state': state}
+
+  def dvl_train():
+    *new_state, loss = step(*holder['state'], x, y)
+    holder['state'] = tuple(new_state)
+    loss.block_until_ready()
+
+  timings = {'dvl': Timing(), 'peer': Timing()}
+  time_calls(dvl_train, config.warmup)
+  if peer:
+    peer.train_seconds(batch, config.warmup)
+  for _ in range(config.rounds):
+    timings['dvl'].seconds.append(time_calls(dvl_train, config.steps))
+    if peer:
+      timings['peer'].seconds.append(peer.train_seconds(batch, config.steps))
+  dvl_s, peer_s = timings['dvl'].median, timings['peer'].median
+  achieved = 6 * dvl_model.macs * batch / dvl_s
+  return dict(
+      model=dvl_model.name, peer=KERAS_PEERS[dvl_model.name] if peer else '',
+      batch=batch, resolution=dvl_model.side, dtype=dvl_model.dtype.name,
+      macs=dvl_model.macs,
+      train_img_s=batch / dvl_s,
+      peer_train_img_s=batch / peer_s if peer else float('nan'),
+      train_ratio=peer_s / dvl_s if peer else float('nan'),
+      tflops=achieved / 1e12, peak_fraction=achieved / peak,
+      compile_cold_s=cold_s, compile_warm_s=warm_s,
+      warm_over_cold=warm_s / cold_s, step_memory_mb=memory / 2 ** 20)
 
 
 def infer_latency(dvl_model: DvlModel, peer, config) -> dict:
@@ -241,17 +191,18 @@ def infer_latency(dvl_model: DvlModel, peer, config) -> dict:
   state, x, _ = dvl_model.init(config.infer_batch)
   variables = {'params': state[0], 'batch_stats': state[1]}
   infer = dvl_model.compile_infer(variables, x)
-  calls = {'dvl': lambda: infer(variables, x).block_until_ready()}
+  # Each maps a number of calls to seconds per call.
+  timed = {'dvl': lambda calls: time_calls(
+      lambda: infer(variables, x).block_until_ready(), calls)}
   if peer:
-    peer_x, _ = peer.data(config.infer_batch)
-    calls['peer'] = lambda: peer.infer(peer_x)
-  timings = {k: Timing() for k in calls}
-  for fn in calls.values():
-    for _ in range(config.warmup):
-      fn()
+    timed['peer'] = lambda calls: peer.infer_seconds(config.infer_batch,
+                                                     calls)
+  timings = {k: Timing() for k in timed}
+  for fn in timed.values():
+    fn(config.warmup)
   for _ in range(config.rounds):
-    for key, fn in calls.items():
-      timings[key].seconds.append(time_calls(fn, config.infer_calls))
+    for key, fn in timed.items():
+      timings[key].seconds.append(fn(config.infer_calls))
   out = {'infer_batch': config.infer_batch,
          'infer_ms': 1e3 * timings['dvl'].median}
   if peer:

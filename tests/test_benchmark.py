@@ -9,6 +9,7 @@ import pytest
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
 from dvl import benchmark, flops, models  # noqa: E402
+from dvl import peer as peer_lib  # noqa: E402
 from train_runs import experiment_config, launch, run_env  # noqa: E402
 
 
@@ -84,3 +85,19 @@ def test_bad_config_is_refused(change, message):
     config.update(change)
   with pytest.raises(ValueError, match=message):
     benchmark.validate(config)
+
+
+def test_peer_process_answers_and_reports_its_failures():
+  """The peer lives in a child process: its timings come back over the
+  pipe, and a network Keras refuses to build is an error naming it."""
+  peer = peer_lib.PeerProcess('mobilenet_v1', 32)
+  try:
+    assert peer.process.pid != os.getpid()
+    seconds = peer.infer_seconds(1, 2)
+    assert 0 < seconds < 60
+  finally:
+    peer.close()
+  assert not peer.process.is_alive()
+  # keras.applications.MobileNet needs at least 32x32 inputs.
+  with pytest.raises(RuntimeError, match='Keras peer for mobilenet_v1 failed'):
+    peer_lib.PeerProcess('mobilenet_v1', 16)
