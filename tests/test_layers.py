@@ -193,7 +193,9 @@ def _tiny(name, **fields):
   return models.build_model(name, **small, **fields)
 
 
-@pytest.mark.parametrize('name', ['efficientnet_b0', 'resnet50'])
+@pytest.mark.parametrize('name', [
+    pytest.param('efficientnet_b0', marks=pytest.mark.slow),  # ~40 s
+    'resnet50'])
 def test_remat_keeps_parameters_outputs_and_gradients(name):
   """Per-block rematerialisation changes memory, not the function: the same
   parameter tree, loss, gradients and BatchNorm statistics."""
