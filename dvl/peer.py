@@ -1,10 +1,11 @@
 """The benchmark's peer: the same network on Keras 3 + TensorFlow.
 
 The peer runs in a child process of its own (``PeerProcess``), driven over
-a pipe, so that each framework has a process as a user would give it: with
-both in one process TensorFlow's thread pools and allocator shared the two
-cores with XLA's, and dvl's train steps measured up to 15% slower next to
-it (EfficientNet-B0 7.1 against 8.1 img/s, MobileNetV1 11.6 against 13.8).
+a pipe, so that each framework has a process as a user would give it. With
+both in one process, TensorFlow's thread pools shared the two cores with
+XLA's: dvl's train steps measured 12-16% slower in a run beside the peer
+than in a run without it (EfficientNet-B0 7.1 against 8.1 img/s,
+MobileNetV1 11.6 against 13.8), and the peer was slower too.
 """
 
 import multiprocessing
