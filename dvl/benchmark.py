@@ -20,18 +20,17 @@ on the TensorFlow backend, trained with ``train_on_batch`` and SGD and
 queried with ``predict_on_batch``: what a user picks instead. Timings of
 dvl and of the peer alternate, ``config.rounds`` times, so that both meet
 the machine in the same state; the peer runs in a process of its own
-(``dvl.peer``). Each figure is the median over rounds, and the table gives dvl / peer ratios (above 1: dvl is faster). Writes
-``benchmark.md`` and ``benchmark.json`` in the workdir.
+(``dvl.peer``). Each figure is the median over rounds, and the table gives
+dvl / peer ratios (above 1: dvl is faster). Writes ``benchmark.md`` and
+``benchmark.json`` in the workdir.
 """
 
 import dataclasses
 import json
-import os
 import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +39,7 @@ import optax
 
 from dvl import flops, metrics_log, models
 from dvl.peer import KERAS_PEERS, PeerProcess, time_calls
+
 
 @dataclasses.dataclass
 class Timing:
