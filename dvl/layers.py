@@ -19,17 +19,58 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dvl.lowering import (DEPTHWISE_IMPLS, conv_general_dilated,
-                          default_depthwise_impl)
+from dvl.lowering import (DEPTHWISE_IMPLS, batch_norm_train,
+                          conv_general_dilated, default_depthwise_impl)
 
 Dtype = Any
+
+@jax.custom_vjp
+def relu(x):
+  """``max(x, 0)``, differentiated from its output: the backward pass keeps
+  the activation, which the next layer keeps anyway, not its input (on CPU
+  XLA then stores BatchNorm's output and the activation separately, one
+  more pass over the batch per layer). Same values and gradients as
+  ``nn.relu``."""
+  return jnp.maximum(x, 0)
+
+
+def _relu_fwd(x):
+  y = relu(x)
+  return y, y
+
+
+def _relu_bwd(y, dy):
+  return (jnp.where(y > 0, dy, 0),)
+
+
+relu.defvjp(_relu_fwd, _relu_bwd)
+
+
+@jax.custom_vjp
+def relu6(x):
+  """``min(max(x, 0), 6)``, differentiated from its output (see ``relu``);
+  same values and gradients as ``nn.relu6``."""
+  return jnp.minimum(jnp.maximum(x, 0), 6)
+
+
+def _relu6_fwd(x):
+  y = relu6(x)
+  return y, y
+
+
+def _relu6_bwd(y, dy):
+  return (jnp.where((y > 0) & (y < 6), dy, 0),)
+
+
+relu6.defvjp(_relu6_fwd, _relu6_bwd)
+
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'sigmoid': nn.sigmoid,
     'tanh': jnp.tanh,
-    'relu': nn.relu,
+    'relu': relu,
     'leaky_relu': functools.partial(nn.leaky_relu, negative_slope=0.1),
-    'relu6': nn.relu6,
+    'relu6': relu6,
     'swish': nn.swish,
     'gelu': nn.gelu,
     'linear': lambda x: x,
@@ -138,6 +179,37 @@ def remat(block_cls):
   return Keyword
 
 
+class BatchNorm(nn.Module):
+  """BatchNorm over the last axis, with the variables of Flax's
+  ``nn.BatchNorm`` (params ``scale``, ``bias``; ``batch_stats`` ``mean``,
+  ``var``, all float32) and its results; training goes through
+  ``lowering.batch_norm_train`` (a hand-written gradient on CPU)."""
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  scale_init: Callable = nn.initializers.ones
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, use_running_average: bool):
+    features = (x.shape[-1],)
+    scale = self.param('scale', self.scale_init, features, jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, features, jnp.float32)
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, features,
+                            jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, features,
+                           jnp.float32)
+    if use_running_average:
+      y = ((x.astype(jnp.float32) - ra_mean.value)
+           * (scale * jax.lax.rsqrt(ra_var.value + self.epsilon)) + bias)
+      return y.astype(self.dtype)
+    y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
+    if not self.is_initializing():
+      ra_mean.value = (self.momentum * ra_mean.value
+                       + (1 - self.momentum) * mean)
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return y.astype(self.dtype)
+
+
 class Norm(nn.Module):
   """BatchNorm with the running statistics in ``batch_stats``."""
   momentum: float = 0.9
@@ -147,9 +219,8 @@ class Norm(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    return nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
-                        epsilon=self.epsilon, scale_init=self.scale_init,
-                        dtype=self.dtype, name='bn')(x)
+    return BatchNorm(self.momentum, self.epsilon, self.scale_init,
+                     self.dtype, name='bn')(x, use_running_average=not train)
 
 
 class ConvBN(nn.Module):

@@ -1,4 +1,4 @@
-"""How dvl's convolutions are lowered, chosen by backend.
+"""How dvl's convolutions and BatchNorm are lowered, chosen by backend.
 
 On GPUs and TPUs XLA's convolutions (cuDNN on NVIDIA) are kept. On CPU two
 kinds run far below the machine's speed as XLA lowers them, and dvl computes
@@ -12,7 +12,8 @@ the same functions another way:
 
 Both give the results of ``lax.conv_general_dilated`` to float tolerance,
 with the same parameter layouts, so checkpoints and MAC counts do not depend
-on the backend.
+on the backend. BatchNorm's training pass has a hand-written gradient
+(``batch_norm_train``), used on CPU.
 """
 
 import functools
@@ -234,3 +235,75 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count, precision=precision, **kwargs)
+
+
+def _batch_stats(x, epsilon):
+  """Mean, variance (float32, over all axes but the last) and the inverse
+  standard deviation of ``x``."""
+  axes = tuple(range(x.ndim - 1))
+  xf = x.astype(jnp.float32)
+  mean = xf.mean(axes)
+  # E[x^2] - E[x]^2: both sums in one pass; round-off can make it negative.
+  var = jnp.maximum(0.0, (xf * xf).mean(axes) - mean * mean)
+  return mean, var, lax.rsqrt(var + epsilon)
+
+
+def _batch_norm(x, scale, bias, epsilon):
+  mean, var, inv = _batch_stats(x, epsilon)
+  y = (x.astype(jnp.float32) - mean) * (scale * inv) + bias
+  return y, mean, var
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _batch_norm_fused(x, scale, bias, epsilon):
+  return _batch_norm(x, scale, bias, epsilon)
+
+
+def _batch_norm_fused_fwd(x, scale, bias, epsilon):
+  mean, var, inv = _batch_stats(x, epsilon)
+  # As gain * x + shift: written as (x - mean) * gain, XLA shares x - mean
+  # with the backward pass and stores it, one more pass over the batch.
+  gain = scale * inv
+  y = x.astype(jnp.float32) * gain + (bias - mean * gain)
+  return (y, mean, var), (x, mean, inv, scale)
+
+
+def _batch_norm_fused_bwd(epsilon, residuals, cotangents):
+  """The closed-form BatchNorm gradient: two sums over ``dy`` and one
+  elementwise pass. Autodiff of the forward differentiates through the mean
+  and the mean of squares separately, and XLA's CPU backend runs its extra
+  reductions and passes over the activations one by one."""
+  del epsilon
+  x, mean, inv, scale = residuals
+  dy, dmean, dvar = cotangents
+  axes = tuple(range(x.ndim - 1))
+  count = x.size // x.shape[-1]
+  centered = x.astype(jnp.float32) - mean
+  dy = dy.astype(jnp.float32)
+  dbias = dy.sum(axes)
+  dy_centered = (dy * centered).sum(axes)
+  gain = scale * inv
+  dx = (gain * dy
+        - (gain / count) * (dbias + centered * (dy_centered * inv * inv))
+        # mean and var are outputs too (the running statistics).
+        + dmean / count + centered * (2.0 / count) * dvar)
+  return (dx.astype(x.dtype), (dy_centered * inv).astype(scale.dtype),
+          dbias.astype(scale.dtype))
+
+
+_batch_norm_fused.defvjp(_batch_norm_fused_fwd, _batch_norm_fused_bwd)
+
+
+def fused_batch_norm() -> bool:
+  """Whether BatchNorm's training pass uses the hand-written gradient: on
+  CPU; elsewhere XLA's fusion of autodiff's gradient is kept."""
+  return jax.default_backend() == 'cpu'
+
+
+def batch_norm_train(x, scale, bias, epsilon):
+  """BatchNorm of ``x`` (NHWC or any ``(..., C)``) with its own batch
+  statistics: ``(y in float32, mean, var)``, the biased variance as Flax's
+  ``nn.BatchNorm`` computes it (``E[x^2] - E[x]^2``, in float32)."""
+  if fused_batch_norm():
+    return _batch_norm_fused(x, scale, bias, epsilon)
+  return _batch_norm(x, scale, bias, epsilon)

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dvl import convert, flops, models
+from dvl import convert, flops, layers, models
 from dvl.convert import imported, preprocess
 from dvl.convert import keras as keras_convert
 
@@ -247,7 +247,7 @@ def dvl_batch_norm_epsilons(result: imported.Imported) -> set:
   found = set()
 
   def record(next_fun, args, kwargs, context):
-    if isinstance(context.module, nn.BatchNorm):
+    if isinstance(context.module, layers.BatchNorm):
       found.add(context.module.epsilon)
     return next_fun(*args, **kwargs)
 

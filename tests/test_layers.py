@@ -1,5 +1,6 @@
-"""The building blocks: depthwise lowering, drop-connect, pooling."""
+"""The building blocks: depthwise lowering, BatchNorm, drop-connect, pooling."""
 
+import functools
 import itertools
 
 import flax.linen as nn
@@ -176,6 +177,84 @@ def test_activations(name):
                                      * (x + 0.044715 * x ** 3))),
       'linear': x}[name]
   np.testing.assert_allclose(f(x), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('ours,flax_fn', [(layers.relu, nn.relu),
+                                           (layers.relu6, nn.relu6)])
+def test_output_differentiated_activations_match_flax(ours, flax_fn):
+  """relu and relu6 keep their output for the backward pass: same values and
+  gradients as Flax's, at the kinks too (0 and 6 get no gradient)."""
+  x = jnp.array([-7.0, -0.5, 0.0, 1e-7, 0.5, 5.9, 6.0, 6.5, 7.0])
+  dy = jnp.arange(1.0, 10.0)
+  for fn in (ours, jax.jit(ours)):
+    y, vjp = jax.vjp(fn, x)
+    y_ref, vjp_ref = jax.vjp(flax_fn, x)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(vjp(dy)[0], vjp_ref(dy)[0])
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize('fused', [True, False])
+def test_batch_norm_matches_flax(dtype, fused, monkeypatch):
+  """``layers.BatchNorm`` keeps ``nn.BatchNorm``'s variables (so checkpoints
+  load either way) and gives its outputs, running statistics and gradients,
+  with the hand-written gradient (CPU) and with autodiff (accelerators)."""
+  monkeypatch.setattr(lowering, 'fused_batch_norm', lambda: fused)
+  kx, kr = jax.random.split(jax.random.key(0))
+  # An offset mean and uneven scales, as conv outputs have.
+  x = (jax.random.normal(kx, (4, 5, 6, 8)) * jnp.arange(1.0, 9.0)
+       + 3.0).astype(dtype)
+  r = jax.random.normal(kr, x.shape)
+  ours = layers.BatchNorm(momentum=0.8, epsilon=1e-3, dtype=dtype)
+  ref = nn.BatchNorm(momentum=0.8, epsilon=1e-3, dtype=dtype)
+  variables = ref.init(jax.random.key(1), x, use_running_average=False)
+  assert (jax.tree.map(jnp.shape, ours.init(
+      jax.random.key(1), x, use_running_average=False))
+          == jax.tree.map(jnp.shape, variables))
+  params = {'scale': jnp.linspace(0.5, 2.0, 8), 'bias': jnp.linspace(-1, 1, 8)}
+  stats = {'mean': jnp.full(8, 0.5), 'var': jnp.full(8, 2.0)}
+
+  def train(module, params, x):
+    y, updates = module.apply({'params': params, 'batch_stats': stats}, x,
+                              use_running_average=False,
+                              mutable=['batch_stats'])
+    return jnp.sum(y.astype(jnp.float32) * r), (y, updates['batch_stats'])
+
+  results = [jax.jit(jax.value_and_grad(
+      lambda p, x, m=m: train(m, p, x), (0, 1), has_aux=True))(params, x)
+             for m in (ours, ref)]
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  (_, (y, new_stats)), (dparams, dx) = results[0]
+  (_, (y_ref, new_stats_ref)), (dparams_ref, dx_ref) = results[1]
+  assert y.dtype == y_ref.dtype == dtype and dx.dtype == dtype
+  np.testing.assert_allclose(np.float32(y), np.float32(y_ref), atol=tol,
+                             rtol=tol)
+  for a, b in [(new_stats, new_stats_ref), (dparams, dparams_ref),
+               (dx, dx_ref)]:
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        np.float32(a), np.float32(b), atol=tol * 10, rtol=tol), a, b)
+  evaluated = [m.apply({'params': params, 'batch_stats': stats}, x,
+                       use_running_average=True) for m in (ours, ref)]
+  np.testing.assert_allclose(np.float32(evaluated[0]),
+                             np.float32(evaluated[1]), atol=tol, rtol=tol)
+
+
+def test_batch_norm_gradient_through_its_statistics():
+  """The hand-written gradient also carries cotangents of the batch mean
+  and variance it returns: same as autodiff of the same forward."""
+  kx, ka, kb = jax.random.split(jax.random.key(2), 3)
+  x = jax.random.normal(kx, (3, 4, 4, 5)) * 2 + 1
+  a, b = jax.random.normal(ka, (5,)), jax.random.normal(kb, (5,))
+  scale, bias = jnp.linspace(0.5, 1.5, 5), jnp.zeros(5)
+
+  def loss(fn, x, scale, bias):
+    y, mean, var = fn(x, scale, bias, 1e-5)
+    return jnp.sum(jnp.sin(y)) + jnp.dot(a, mean) + jnp.dot(b, var)
+
+  grads = [jax.grad(functools.partial(loss, fn), (0, 1, 2))(x, scale, bias)
+           for fn in (lowering._batch_norm_fused, lowering._batch_norm)]
+  for ours, ref in zip(*grads):
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_activation_and_padding():

@@ -51,7 +51,7 @@ class ResidualBlock(nn.Module):
     if x.shape[-1] != out or self.strides != 1:
       x = layers.ConvBN(out, 1, self.strides, act=None, name='downsample',
                         **conv)(x, train=train)
-    return nn.relu(x + y)
+    return layers.relu(x + y)
 
 
 class ResNet(nn.Module):
