@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from dvl.lowering import (DEPTHWISE_IMPLS, batch_norm_train,
-                          conv_general_dilated, default_depthwise_impl)
+                          conv_general_dilated, default_depthwise_impl,
+                          max_pool_shifted, shifted_max_pool)
 
 Dtype = Any
 
@@ -406,10 +407,14 @@ class InvertedResidual(nn.Module):
 
 
 def max_pool(x, window: int, strides: int, padding: str = 'symmetric'):
-  """Max pooling over a ``window×window`` NHWC window."""
+  """Max pooling over a ``window×window`` NHWC window (on CPU as shifted
+  maxima, ``lowering.max_pool_shifted``; the values and gradients of
+  ``nn.max_pool``)."""
   pads = explicit_padding(padding, (window, window))
   if not isinstance(pads, str):
     pads = tuple(pads)
+  if shifted_max_pool():
+    return max_pool_shifted(x, (window, window), (strides, strides), pads)
   return nn.max_pool(x, (window, window), (strides, strides), pads)
 
 

@@ -12,8 +12,9 @@ the same functions another way:
 
 Both give the results of ``lax.conv_general_dilated`` to float tolerance,
 with the same parameter layouts, so checkpoints and MAC counts do not depend
-on the backend. BatchNorm's training pass has a hand-written gradient
-(``batch_norm_train``), used on CPU.
+on the backend. On CPU, too, max pooling is a maximum of shifted windows
+(``max_pool_shifted``) and BatchNorm's training pass has a hand-written
+gradient (``batch_norm_train``).
 """
 
 import functools
@@ -235,6 +236,64 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count, precision=precision, **kwargs)
+
+
+def _max_windows(x, window, strides, pads):
+  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+  taps, _ = _taps(xp.shape[1:3], window, strides, (1, 1))
+  return xp, [_window(xp, start, limit, strides)
+              for _, _, start, limit in taps], taps
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool_shifted(x, window, strides, pads):
+  _, windows, _ = _max_windows(x, window, strides, pads)
+  return functools.reduce(jnp.maximum, windows)
+
+
+def _max_pool_shifted_fwd(x, window, strides, pads):
+  y = _max_pool_shifted(x, window, strides, pads)
+  return y, (x, y)
+
+
+def _max_pool_shifted_bwd(window, strides, pads, residuals, dy):
+  """Each window's gradient goes to its first maximum in row-major order,
+  as XLA's ``select_and_scatter_add`` (autodiff of ``reduce_window``) does."""
+  x, y = residuals
+  xp, windows, taps = _max_windows(x, window, strides, pads)
+  taken = jnp.zeros(y.shape, bool)
+  dxp = None
+  for win, (i, j, _, _) in zip(windows, taps):
+    first = (win == y) & ~taken
+    taken = taken | first
+    edges = []
+    for size, at, s, out in zip(xp.shape[1:3], (i, j), strides, y.shape[1:3]):
+      edges.append((at, size - at - (out - 1) * s - 1, s - 1))
+    term = lax.pad(jnp.where(first, dy, 0), jnp.zeros((), dy.dtype),
+                   ((0, 0, 0), *edges, (0, 0, 0)))
+    dxp = term if dxp is None else dxp + term
+  (top, _), (left, _) = pads
+  return (dxp[:, top:top + x.shape[1], left:left + x.shape[2]],)
+
+
+_max_pool_shifted.defvjp(_max_pool_shifted_fwd, _max_pool_shifted_bwd)
+
+
+def shifted_max_pool() -> bool:
+  """Whether max pooling runs as shifted maxima: on CPU (see
+  ``max_pool_shifted``); elsewhere XLA's window reduction is kept."""
+  return jax.default_backend() == 'cpu'
+
+
+def max_pool_shifted(x, window, strides, pads):
+  """Max pooling of NHWC ``x`` as the maximum of shifted, strided windows
+  (``window``, ``strides``: pairs; ``pads``: explicit ``(lo, hi)`` pairs),
+  with the gradient of ``nn.max_pool``. On CPU XLA computes autodiff of
+  ``reduce_window`` through a window reduction that also carries four
+  integer index arrays; this is a single elementwise pass each way."""
+  window, strides = tuple(window), tuple(strides)
+  pads = _resolve_pads(pads, x.shape[1:3], window, strides, (1, 1))
+  return _max_pool_shifted(x, window, strides, pads)
 
 
 def _batch_stats(x, epsilon):

@@ -257,6 +257,25 @@ def test_batch_norm_gradient_through_its_statistics():
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize('shape,window,stride,pads', [
+    ((2, 9, 9, 3), 3, 2, ((1, 1), (1, 1))),  # ResNet's stem pooling
+    ((2, 7, 8, 3), 3, 2, 'SAME'), ((2, 8, 8, 3), 3, 2, 'SAME'),
+    ((2, 7, 7, 3), 3, 1, ((1, 1), (1, 1))), ((2, 8, 8, 3), 2, 2, 'VALID')])
+@pytest.mark.parametrize('ties', [False, True])
+def test_shifted_max_pool_equals_flax(shape, window, stride, pads, ties):
+  """Same maxima, and each window's gradient at its first maximum (ties
+  are common after a ReLU), for every padding the models use."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  if ties:
+    x = jnp.maximum(jnp.round(x), 0)
+  args = ((window, window), (stride, stride), pads)
+  y_ref, vjp_ref = jax.vjp(lambda x: nn.max_pool(x, *args), x)
+  y, vjp = jax.vjp(lambda x: lowering.max_pool_shifted(x, *args), x)
+  np.testing.assert_array_equal(y, y_ref)
+  dy = jax.random.normal(jax.random.key(1), y.shape)
+  np.testing.assert_allclose(vjp(dy)[0], vjp_ref(dy)[0], atol=1e-6)
+
+
 def test_unknown_activation_and_padding():
   with pytest.raises(ValueError, match="unknown activation 'mish'.*swish"):
     layers.get_activation('mish')
