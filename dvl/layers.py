@@ -25,45 +25,32 @@ from dvl.lowering import (DEPTHWISE_IMPLS, batch_norm_train,
 
 Dtype = Any
 
-@jax.custom_vjp
-def relu(x):
-  """``max(x, 0)``, differentiated from its output: the backward pass keeps
-  the activation, which the next layer keeps anyway, not its input (on CPU
-  XLA then stores BatchNorm's output and the activation separately, one
-  more pass over the batch per layer). Same values and gradients as
-  ``nn.relu``."""
-  return jnp.maximum(x, 0)
+def _differentiated_from_output(fn, passes):
+  """``fn`` with a custom gradient that reads its output: ``dy`` where
+  ``passes(y)``, else 0. The backward pass then keeps the activation, which
+  the next layer keeps anyway, not its input (on CPU XLA otherwise stores
+  BatchNorm's output and the activation separately, one more pass over the
+  batch per layer)."""
+  @jax.custom_vjp
+  def activation(x):
+    return fn(x)
+
+  def forward(x):
+    y = fn(x)
+    return y, y
+
+  def backward(y, dy):
+    return (jnp.where(passes(y), dy, 0),)
+
+  activation.defvjp(forward, backward)
+  return activation
 
 
-def _relu_fwd(x):
-  y = relu(x)
-  return y, y
-
-
-def _relu_bwd(y, dy):
-  return (jnp.where(y > 0, dy, 0),)
-
-
-relu.defvjp(_relu_fwd, _relu_bwd)
-
-
-@jax.custom_vjp
-def relu6(x):
-  """``min(max(x, 0), 6)``, differentiated from its output (see ``relu``);
-  same values and gradients as ``nn.relu6``."""
-  return jnp.minimum(jnp.maximum(x, 0), 6)
-
-
-def _relu6_fwd(x):
-  y = relu6(x)
-  return y, y
-
-
-def _relu6_bwd(y, dy):
-  return (jnp.where((y > 0) & (y < 6), dy, 0),)
-
-
-relu6.defvjp(_relu6_fwd, _relu6_bwd)
+# Same values and gradients as nn.relu and nn.relu6 (0 at the kinks).
+relu = _differentiated_from_output(lambda x: jnp.maximum(x, 0),
+                                   lambda y: y > 0)
+relu6 = _differentiated_from_output(
+    lambda x: jnp.minimum(jnp.maximum(x, 0), 6), lambda y: (y > 0) & (y < 6))
 
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {

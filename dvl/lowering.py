@@ -315,7 +315,7 @@ def _batch_norm(x, scale, bias, epsilon):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _batch_norm_fused(x, scale, bias, epsilon):
-  return _batch_norm(x, scale, bias, epsilon)
+  return _batch_norm_fused_fwd(x, scale, bias, epsilon)[0]
 
 
 def _batch_norm_fused_fwd(x, scale, bias, epsilon):
