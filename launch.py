@@ -14,6 +14,12 @@ from dvl import host_memory
 # the heap instead of being faulted in afresh every step (dvl.host_memory).
 host_memory.keep_freed_memory()
 
+# Imports JAX, so after the above; before JAX starts its backend, which reads
+# the flags (dvl.lowering).
+from dvl import lowering  # pylint: disable=g-import-not-at-top
+
+lowering.add_cpu_xla_flags()
+
 # TensorFlow (the TFDS reader) reads this when it loads: quiet its C++
 # warnings before anything imports it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

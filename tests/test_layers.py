@@ -132,6 +132,32 @@ def test_conv_layers_run_pointwise_as_a_dot():
   assert 'convolution' not in hlo and 'dot_general' in hlo
 
 
+def test_cpu_xla_flags_are_added_once_and_a_users_own_choice_wins():
+  env = {}
+  flags = lowering.add_cpu_xla_flags(env)
+  assert flags.split() == list(lowering.CPU_XLA_FLAGS)
+  assert lowering.add_cpu_xla_flags(env) == flags  # idempotent
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  assert lowering.add_cpu_xla_flags(env).split() == [
+      '--xla_force_host_platform_device_count=4', *lowering.CPU_XLA_FLAGS]
+  own = '--xla_cpu_experimental_ynn_fusion_type=individual_convolution'
+  assert lowering.add_cpu_xla_flags({'XLA_FLAGS': own}) == own
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='CPU flags')
+def test_cpu_convolutions_run_on_xla_and_products_on_ynnpack():
+  """The flags reach XLA (tests/conftest.py adds them as launch.py does):
+  a 3x3 convolution compiles outside any YNNPACK fusion, a product in one."""
+  x, k = jnp.ones((2, 28, 28, 64)), jnp.ones((3, 3, 64, 64))
+  compiled = jax.jit(lambda x, k: (
+      lax.conv_general_dilated(x, k, (1, 1), 'SAME',
+                               dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
+      x.reshape(-1, 64) @ k[0, 0])).lower(x, k).compile().as_text()
+  ynn = [line for line in compiled.splitlines()
+         if '__ynn' in line and ' fusion(' in line]
+  assert len(ynn) == 1 and 'f32[1568,64]' in ynn[0], ynn
+
+
 def test_drop_path_rescales_in_training_and_is_identity_in_eval():
   x = jnp.ones((4000, 1, 1, 1))
   mod = layers.DropPath(0.25)
