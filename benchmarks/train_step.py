@@ -19,7 +19,9 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dvl import benchmark, models  # noqa: E402
+from dvl import benchmark, lowering, models  # noqa: E402
+
+lowering.add_cpu_xla_flags()  # as launch.py does, before JAX starts
 
 
 def bench(name, batch, side, dtype, steps, **fields):

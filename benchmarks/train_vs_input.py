@@ -26,6 +26,9 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dvl.train import job as job_lib  # noqa: E402
 from dvl.train import loop, parallel  # noqa: E402
+from dvl import lowering  # noqa: E402
+
+lowering.add_cpu_xla_flags()  # as launch.py does, before JAX starts
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. experiments/cifar10.py',
