@@ -1,16 +1,19 @@
 """How dvl's convolutions and BatchNorm are lowered, chosen by backend.
 
-On GPUs and TPUs XLA's convolutions (cuDNN on NVIDIA) are kept. On CPU two
-kinds run far below the machine's speed as XLA lowers them, and dvl computes
-the same functions another way:
+On GPUs and TPUs XLA's convolutions (cuDNN on NVIDIA) are kept. On CPU some
+run far below the machine's speed as XLA lowers them, and dvl computes the
+same functions another way:
 
 - a depthwise convolution (``feature_group_count`` = channels) becomes one
   shifted, strided multiply-add per kernel tap (``depthwise_conv2d_shifted``),
   with a hand-written backward pass (``_kernel_grad``, ``_input_grad``);
 - a 1x1 convolution becomes a strided slice and one matrix product
-  (``conv_general_dilated``, passed to ``nn.Conv``).
+  (``conv_general_dilated``, passed to ``nn.Conv``);
+- a strided convolution takes its input gradient as one stride-1
+  convolution per phase (``_phase_input_grad``) instead of a convolution
+  of the stride-dilated gradient.
 
-Both give the results of ``lax.conv_general_dilated`` to float tolerance,
+All give the results of ``lax.conv_general_dilated`` to float tolerance,
 with the same parameter layouts, so checkpoints and MAC counts do not depend
 on the backend. On CPU, too, max pooling is a maximum of shifted windows
 (``max_pool_shifted``) and BatchNorm's training pass has a hand-written
@@ -256,25 +259,106 @@ def pointwise_as_matmul() -> bool:
   return jax.default_backend() == 'cpu'
 
 
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _conv_nhwc(x, kernel, strides, pads, precision):
+  return lax.conv_general_dilated(x, kernel, strides, pads,
+                                  dimension_numbers=_NHWC, precision=precision)
+
+
+def _phase_input_grad(x_hw, dy, kernel, strides, pads, precision):
+  """The input gradient of a strided convolution, one stride-1 convolution
+  per phase (output rows and columns of one residue modulo the stride).
+
+  Autodiff's transpose is a convolution of ``dy`` dilated by the stride:
+  with stride 2, three quarters of what it multiplies are inserted zeros,
+  and XLA's CPU convolution runs it at a third of its forward speed. Here
+  each phase convolves ``dy`` with the kernel taps of that phase alone
+  (flipped, input and output channels swapped), and the phases are
+  interleaved by interior padding.
+  """
+  (top, bottom), (left, right) = pads
+  padded_hw = (x_hw[0] + top + bottom, x_hw[1] + left + right)
+  total = None
+  for a in range(strides[0]):
+    for b in range(strides[1]):
+      taps = kernel[a::strides[0], b::strides[1]]
+      if 0 in taps.shape[:2]:  # a kernel narrower than the stride
+        continue
+      phase_hw = [-(-(size - r) // s) for size, r, s in
+                  zip(padded_hw, (a, b), strides)]
+      phase = _conv_nhwc(
+          dy, jnp.flip(taps, (0, 1)).transpose(0, 1, 3, 2), (1, 1),
+          [(k - 1, n - m) for k, n, m in zip(taps.shape[:2], phase_hw,
+                                               dy.shape[1:3])], precision)
+      edges = [(r, size - r - (n - 1) * s - 1, s - 1) for size, r, n, s in
+               zip(padded_hw, (a, b), phase_hw, strides)]
+      spread = lax.pad(phase, jnp.zeros((), phase.dtype),
+                       ((0, 0, 0), *edges, (0, 0, 0)))
+      total = spread if total is None else lax.add(total, spread)
+  if total is None:  # no tap reaches any input
+    return jnp.zeros((dy.shape[0], *x_hw, kernel.shape[2]), dy.dtype)
+  return total[:, top:top + x_hw[0], left:left + x_hw[1]]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _strided_conv(x, kernel, strides, pads, precision):
+  return _conv_nhwc(x, kernel, strides, pads, precision)
+
+
+def _strided_conv_fwd(x, kernel, strides, pads, precision):
+  return _conv_nhwc(x, kernel, strides, pads, precision), (x, kernel)
+
+
+def _strided_conv_bwd(strides, pads, precision, residuals, dy):
+  x, kernel = residuals
+  _, kernel_vjp = jax.vjp(
+      lambda k: _conv_nhwc(x, k, strides, pads, precision), kernel)
+  dx = _phase_input_grad(x.shape[1:3], dy, kernel, strides, pads, precision)
+  return dx.astype(x.dtype), kernel_vjp(dy)[0]
+
+
+_strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
+def phased_strided_grad() -> bool:
+  """Whether strided convolutions take their input gradient by phases
+  (``_phase_input_grad``): on CPU; cuDNN has its own transposed kernels."""
+  return jax.default_backend() == 'cpu'
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, precision=None, **kwargs):
   """``lax.conv_general_dilated``, with a 1x1 convolution of an NHWC input
   computed as a strided slice and one matrix product when
-  ``pointwise_as_matmul()`` says so (same result, same parameters).
+  ``pointwise_as_matmul()`` says so, and a strided one given the input
+  gradient of ``_phase_input_grad`` when ``phased_strided_grad()`` says so
+  (same results, same parameters).
 
   Passed to ``nn.Conv(conv_general_dilated=...)`` by every dvl layer, so
   parameters, MAC counting and checkpoints do not change.
   """
   plain = (lhs_dilation is None or all(d == 1 for d in lhs_dilation))
-  if (pointwise_as_matmul() and lhs.ndim == 4 and rhs.shape[:2] == (1, 1)
-      and feature_group_count == 1 and plain and not kwargs
-      and _zero_padding(padding) and _is_nhwc_hwio(dimension_numbers)):
+  simple = (lhs.ndim == 4 and feature_group_count == 1 and plain
+            and not kwargs and _is_nhwc_hwio(dimension_numbers))
+  if (simple and pointwise_as_matmul() and rhs.shape[:2] == (1, 1)
+      and _zero_padding(padding)):
     sh, sw = window_strides
     x = lhs[:, ::sh, ::sw, :] if (sh, sw) != (1, 1) else lhs
     b, h, w, c = x.shape
     y = jnp.dot(x.reshape(b * h * w, c), rhs[0, 0], precision=precision)
     return y.reshape(b, h, w, rhs.shape[-1])
+  if (simple and phased_strided_grad() and max(window_strides) > 1
+      and (rhs_dilation is None or all(d == 1 for d in rhs_dilation))):
+    strides = tuple(window_strides)
+    pads = _resolve_pads(padding, lhs.shape[1:3], rhs.shape[:2], strides,
+                         (1, 1))
+    if min(min(p) for p in pads) >= 0:
+      dtype = jnp.result_type(lhs, rhs)
+      return _strided_conv(lhs.astype(dtype), rhs.astype(dtype), strides,
+                           pads, precision)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
