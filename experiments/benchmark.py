@@ -20,7 +20,7 @@ DEFAULT_MODELS = 'resnet50+efficientnet_b0+mobilenet_v1+mobilenet_v2'
 
 def get_config(arg=None):
   arg = parse_arg(arg, models=DEFAULT_MODELS, batch='16', resolution=224,
-                  dtype='float32', peer='keras', rounds=3, steps=3,
+                  dtype='float32', peer='keras', rounds=5, steps=3,
                   remat=False, gpu=False, runlocal=False)
   config = parse_arg(None, job='benchmark')
   config.models = tuple(arg.models.split('+'))
