@@ -269,7 +269,7 @@ def _conv_nhwc(x, kernel, strides, pads, precision):
 
 def _phase_input_grad(x_hw, dy, kernel, strides, pads, precision):
   """The input gradient of a strided convolution, one stride-1 convolution
-  per phase (output rows and columns of one residue modulo the stride).
+  per phase (the input rows and columns of one residue modulo the stride).
 
   Autodiff's transpose is a convolution of ``dy`` dilated by the stride:
   with stride 2, three quarters of what it multiplies are inserted zeros,
