@@ -102,7 +102,7 @@ def _pad_hw(x, pads, value=0.0):
 
 # The tap loops below build hundreds of operations per layer; they call lax
 # directly, since each jax.numpy operator traces as a nested jit of its own
-# (a third of the EfficientNet-B0 train step's tracing time).
+# (the EfficientNet-B0 train step traced in 1.75-1.97 s instead of 2.0-2.1).
 def _shifted(x, kernel, strides, pads, dilation):
   xp = _pad_hw(x, pads)
   taps, _ = _taps(xp.shape[1:3], kernel.shape[:2], strides, dilation)
