@@ -34,7 +34,7 @@ _MAX_UNROLL = 8
 # XLA flags for the CPU backend. XLA hands convolutions to YNNPACK by
 # default; its own convolutions measured faster for every dvl model that has
 # them (alternating in one process: the ResNet-50 train step at batch 16 by
-# 9%, its batch-1 inference by 10%, MobileNetV1's stem a few percent). The
+# 9%, its batch-1 inference by 10%, MobileNetV1's by 12% in a noisy run). The
 # matrix products and reductions stay with YNNPACK: without them the
 # ResNet-50 step is 26% slower.
 CPU_XLA_FLAGS = (
@@ -98,6 +98,15 @@ def _pad_hw(x, pads, value=0.0):
   """``x`` (NHWC) padded on the spatial axes by ``(lo, hi)`` pairs."""
   return lax.pad(x, jnp.asarray(value, x.dtype),
                  ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+
+
+def _spread(y, starts, padded_hw, strides):
+  """NHWC ``y`` placed on a zero grid of spatial size ``padded_hw``, its
+  element ``(m, n)`` at ``starts + (m, n) * strides``: the transpose of
+  taking one strided window."""
+  edges = [(r, size - r - (n - 1) * st - 1, st - 1) for size, r, n, st in
+           zip(padded_hw, starts, y.shape[1:3], strides)]
+  return lax.pad(y, jnp.zeros((), y.dtype), ((0, 0, 0), *edges, (0, 0, 0)))
 
 
 # The tap loops below build hundreds of operations per layer; they call lax
@@ -292,10 +301,7 @@ def _phase_input_grad(x_hw, dy, kernel, strides, pads, precision):
           dy, jnp.flip(taps, (0, 1)).transpose(0, 1, 3, 2), (1, 1),
           [(k - 1, n - m) for k, n, m in zip(taps.shape[:2], phase_hw,
                                                dy.shape[1:3])], precision)
-      edges = [(r, size - r - (n - 1) * s - 1, s - 1) for size, r, n, s in
-               zip(padded_hw, (a, b), phase_hw, strides)]
-      spread = lax.pad(phase, jnp.zeros((), phase.dtype),
-                       ((0, 0, 0), *edges, (0, 0, 0)))
+      spread = _spread(phase, (a, b), padded_hw, strides)
       total = spread if total is None else lax.add(total, spread)
   if total is None:  # no tap reaches any input
     return jnp.zeros((dy.shape[0], *x_hw, kernel.shape[2]), dy.dtype)
@@ -393,11 +399,7 @@ def _max_pool_shifted_bwd(window, strides, pads, residuals, dy):
   for win, (i, j, _, _) in zip(windows, taps):
     first = (win == y) & ~taken
     taken = taken | first
-    edges = []
-    for size, at, s, out in zip(xp.shape[1:3], (i, j), strides, y.shape[1:3]):
-      edges.append((at, size - at - (out - 1) * s - 1, s - 1))
-    term = lax.pad(jnp.where(first, dy, 0), jnp.zeros((), dy.dtype),
-                   ((0, 0, 0), *edges, (0, 0, 0)))
+    term = _spread(jnp.where(first, dy, 0), (i, j), xp.shape[1:3], strides)
     dxp = term if dxp is None else dxp + term
   (top, _), (left, _) = pads
   return (dxp[:, top:top + x.shape[1], left:left + x.shape[2]],)
