@@ -184,14 +184,11 @@ def _input_grad(x_hw, dy, kernel, strides, pads, dilation):
   sum. In the MobileNet train steps on CPU (3x3 kernels) that is a quarter
   faster; for the 5x5 kernels alone, 2 to 6 times.
   """
-  edges = []
-  for size, (lo, hi), k, s, d, out in zip(x_hw, pads, kernel.shape[:2],
-                                          strides, dilation, dy.shape[1:3]):
-    # Rows of the padded input that no window reaches get no gradient.
-    unreached = size + lo + hi - ((out - 1) * s + (k - 1) * d + 1)
-    edges.append(((k - 1) * d, (k - 1) * d + unreached, s - 1))
-  spread = lax.pad(dy, jnp.zeros((), dy.dtype),
-                   ((0, 0, 0), *edges, (0, 0, 0)))
+  # dy strided apart, with a kernel's reach of zeros on either side (and
+  # zeros for the rows of the padded input that no window reaches).
+  reach = [(k - 1) * d for k, d in zip(kernel.shape[:2], dilation)]
+  spread = _spread(dy, reach, [size + lo + hi + r for size, (lo, hi), r in
+                               zip(x_hw, pads, reach)], strides)
   padded = _shifted(spread, kernel[::-1, ::-1], (1, 1), ((0, 0), (0, 0)),
                     dilation)
   (top, _), (left, _) = pads
