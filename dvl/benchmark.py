@@ -274,14 +274,36 @@ def validate(config) -> None:
                      f'{tuple(config.batch_sizes)}')
 
 
+CACHE_MARKER = '.dvl_benchmark_cache'
+
+
+def empty_cache_dir(workdir: Path) -> Path:
+  """``workdir/jax_cache``, empty, for the cold compile.
+
+  The benchmark clears only a cache it made itself (marked by
+  ``CACHE_MARKER``); any other directory of that name is the user's, and is
+  refused rather than deleted.
+  """
+  cache = workdir / 'jax_cache'
+  if cache.exists():
+    if not (cache / CACHE_MARKER).is_file():
+      raise FileExistsError(
+          f'{cache} exists and was not made by the benchmark, which needs an '
+          'empty compilation cache there for the cold compile; move it away '
+          'or choose another workdir')
+    shutil.rmtree(cache)
+  cache.mkdir(parents=True)
+  (cache / CACHE_MARKER).write_text(
+      'made by the dvl benchmark, which empties it on every run\n')
+  return cache
+
+
 def run(config, workdir: str) -> list[dict]:
   """Runs the benchmark of ``config`` and writes the report in ``workdir``."""
   validate(config)
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  cache = workdir / 'jax_cache'
-  shutil.rmtree(cache, ignore_errors=True)  # the cold compile starts empty
-  metrics_log.enable_compilation_cache(cache)
+  metrics_log.enable_compilation_cache(empty_cache_dir(workdir))
   backend = jax.default_backend()
   header = dict(backend=backend, device=jax.devices()[0].device_kind,
                 dtype=config.dtype, rounds=config.rounds,

@@ -48,7 +48,22 @@ def test_warm_compile_reads_the_persistent_cache(report):
   workdir, _ = report
   (row,) = json.loads((workdir / 'benchmark.json').read_text())['rows']
   assert row['compile_warm_s'] < 0.5 * row['compile_cold_s']
-  assert any((workdir / 'jax_cache').iterdir())
+  assert any(path.name != benchmark.CACHE_MARKER
+             for path in (workdir / 'jax_cache').iterdir())
+
+
+def test_the_cache_cleared_is_only_the_one_the_benchmark_made(tmp_path):
+  users = tmp_path / 'jax_cache'
+  users.mkdir()
+  (users / 'notes.txt').write_text('mine')
+  with pytest.raises(FileExistsError, match='was not made by the benchmark'):
+    benchmark.empty_cache_dir(tmp_path)
+  assert (users / 'notes.txt').read_text() == 'mine'
+  fresh = tmp_path / 'fresh'
+  cache = benchmark.empty_cache_dir(fresh)
+  (cache / 'entry-cache').write_bytes(b'compiled')
+  assert benchmark.empty_cache_dir(fresh) == cache
+  assert [p.name for p in cache.iterdir()] == [benchmark.CACHE_MARKER]
 
 
 def test_markdown_table_has_every_column(report):
