@@ -42,6 +42,7 @@ class Job:
   eval_step: Callable
   cost: Any
   task: Any
+  hparams: StepConfig | None = None
 
   @property
   def total_steps(self) -> int:
@@ -217,4 +218,5 @@ def setup(config, *, devices=None, **overrides) -> Job:
   return Job(config=resolved, pipeline=pipeline, model=model, mesh=mesh,
              tx=tx, schedule=schedule, train_step=train_step,
              eval_step=eval_step,
-             cost=count_cost(model, input_shape(resolved.run)), task=task)
+             cost=count_cost(model, input_shape(resolved.run)), task=task,
+             hparams=hparams)

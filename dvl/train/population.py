@@ -1,0 +1,440 @@
+"""Several seeds of one train config, trained together as a population.
+
+A population trains the members ``seeds`` of one config in one compiled
+program: their train states are stacked along a leading axis and
+``steps.train_step`` is vmapped over it. Member ``s`` has the
+initialisation key, dropout key and data order of ``train.seed = s`` (its
+own input pipeline, the same function of the seed as a single run), so it
+computes what ``dvl.train.run`` computes for that seed, up to float
+rounding (``tests/test_population.py`` checks it). On an accelerator this
+is what fills the device with small networks; on a CPU it shares the
+per-step overheads of the members.
+
+``mode`` chooses how the members run:
+
+* ``'vmap'``: one program for all members;
+* ``'sequential'``: one member after another (a population of one each,
+  one compiled program shared by all);
+* ``'auto'``: ``'vmap'`` unless the compiled step needs more memory than the
+  device has free (or than ``memory_limit_gb``), in which case it says so
+  and falls back to ``'sequential'``.
+
+Files: the population's ``workdir`` holds its checkpoints (the stacked
+state: ``workdir/checkpoints``, or ``workdir/seed<s>/checkpoints`` per member
+in sequential mode) and ``population.json``; each member's own directory
+gets ``config.json`` (with its seed), ``metrics.jsonl`` and TensorBoard
+events (train, val and test) and ``summary.json``.
+
+``stop_at`` trains only up to that step of the full schedule, evaluates the
+validation split there and saves a checkpoint: a rung of successive
+halving. A later call with a larger ``stop_at`` (or none) resumes from that
+checkpoint; no step is trained twice. SIGTERM saves and returns None.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dvl.checkpoint import Checkpointer, preemption_guard
+from dvl.metrics_log import MetricWriter
+from dvl.train import steps
+from dvl.train.job import Job, fresh_state, setup, state_template
+from dvl.train.loop import prepare_process
+
+MODES = ('auto', 'vmap', 'sequential')
+# Of a device's free memory, what a population may plan to use.
+MEMORY_HEADROOM = 0.8
+
+
+def stack(trees: list):
+  """The pytrees ``trees`` stacked along a new leading axis."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def member(tree, index: int):
+  """Member ``index`` of a stacked pytree."""
+  return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
+def member_config(config, seed: int) -> ml_collections.ConfigDict:
+  """``config`` with ``train.seed = seed`` (locked like the original)."""
+  out = ml_collections.ConfigDict(config.to_dict())
+  out.train.seed = int(seed)
+  return out.lock()
+
+
+def free_memory_bytes(device=None) -> int | None:
+  """Free memory of ``device`` (an accelerator's, or the host's for a CPU);
+  None when the backend does not say."""
+  device = device or jax.devices()[0]
+  if device.platform == 'cpu':
+    try:
+      for line in Path('/proc/meminfo').read_text().splitlines():
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+    except OSError:
+      return None
+    return None
+  stats = device.memory_stats() or {}
+  if 'bytes_limit' not in stats:
+    return None
+  return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+
+
+def step_bytes(compiled) -> int | None:
+  """What a compiled step holds at its peak: arguments, outputs and
+  temporaries (XLA's memory analysis), or None when it is not available."""
+  try:
+    mem = compiled.memory_analysis()
+  except Exception:  # not every backend implements it
+    return None
+  if mem is None:
+    return None
+  return (mem.argument_size_in_bytes + mem.output_size_in_bytes
+          - mem.alias_size_in_bytes + mem.temp_size_in_bytes)
+
+
+@dataclasses.dataclass
+class Members:
+  """The members of a population: seeds and where each one reports."""
+  seeds: list[int]
+  dirs: list[Path]
+
+  def __len__(self):
+    return len(self.seeds)
+
+
+class PopulationSteps:
+  """The vmapped train and evaluation steps of ``job`` for ``k`` members."""
+
+  def __init__(self, job: Job, k: int):
+    self.job, self.k = job, k
+    partial = functools.partial
+    self.train_fn = jax.jit(jax.vmap(partial(
+        steps.train_step, model=job.model, tx=job.tx, schedule=job.schedule,
+        hparams=job.hparams)), donate_argnums=0)
+    self.eval_fn = jax.jit(jax.vmap(
+        partial(steps.eval_step, model=job.model, hparams=job.hparams),
+        in_axes=(0, None)))
+    self.compiled = None
+
+  def abstract_state(self):
+    template = state_template(self.job.config)
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct((self.k, *s.shape), s.dtype), template)
+
+  def abstract_batch(self):
+    batch = next(self.job.pipeline.eval_iter('train'))
+    del batch['valid']
+    return {key: jax.ShapeDtypeStruct(
+        (self.k, self.job.config.run.global_batch_size, *v.shape[1:]),
+        v.dtype) for key, v in batch.items()}
+
+  def compile(self, batch) -> int | None:
+    """Compiles the train step for ``batch``'s shapes ahead of time;
+    returns its memory need in bytes (None when unknown)."""
+    shapes = jax.tree.map(
+        lambda v: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype),
+        batch)
+    self.compiled = self.train_fn.lower(self.abstract_state(),
+                                        shapes).compile()
+    return step_bytes(self.compiled)
+
+  def train(self, state, batch):
+    fn = self.compiled or self.train_fn
+    return fn(state, batch)
+
+
+def _stacked_batches(job: Job, seeds: list[int], start: int):
+  """Host batches of every member for steps ``start + 1, ...``."""
+  iters = [dataclasses.replace(job.pipeline, seed=int(s)).train_iter(start)
+           for s in seeds]
+  while True:
+    batches = [next(it) for it in iters]
+    yield {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+
+
+def _evaluate(job: Job, pop: PopulationSteps, state, split: str) -> list:
+  """Each member's task metrics over every example of ``split``."""
+  variables = jax.vmap(lambda s: s.eval_variables())(state)
+  task = job.task
+  accs = [task.start() for _ in range(pop.k)]
+  for batch in job.pipeline.eval_iter(split):
+    out = jax.device_get(pop.eval_fn(variables, batch))
+    accs = [task.update(acc, member(out, i), batch)
+            for i, acc in enumerate(accs)]
+  return [task.finish(acc) for acc in accs]
+
+
+class _Group:
+  """Trains one group of members (all of them, or one in sequential mode)
+  with its own checkpoint directory."""
+
+  def __init__(self, job: Job, members: Members, ckpt_dir: Path, guard):
+    self.job, self.members, self.guard = job, members, guard
+    self.k = len(members)
+    self.pop = PopulationSteps(job, self.k)
+    train = job.config.train
+    self.ckpt = Checkpointer(
+        ckpt_dir, keep=train.keep,
+        every_steps=train.checkpoint_every or job.steps_per_epoch,
+        config=job.config)
+    self.score = job.task.score
+
+  def restore(self):
+    """``(state, start step, metadata)``: the checkpoint, else fresh."""
+    template = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype),
+        self.pop.abstract_state())
+    restored = self.ckpt.resume(template)
+    if restored.step is None:
+      states = [fresh_state(member_config(self.job.config, s), self.job.model,
+                            self.job.tx, self.job.pipeline)
+                for s in self.members.seeds]
+      return stack(states), 0, {}
+    print(f'resuming {self.k} member(s) from step {restored.step} in '
+          f'{self.ckpt.directory}', flush=True)
+    return restored.state, restored.step, dict(restored.metadata)
+
+  def run(self, stop_at: int | None, compile_check) -> list[dict] | None:
+    """Trains to ``stop_at`` (or the end); each member's results, or None
+    when stopped by a signal."""
+    started = time.perf_counter()
+    job, k = self.job, self.k
+    total = job.total_steps
+    end = total if stop_at is None else min(stop_at, total)
+    state, start, meta = self.restore()
+    diverged = dict(meta.get('diverged', {}))
+    best = meta.get('best', [{} for _ in range(k)])
+    writers = [MetricWriter(d, total_steps=total, start_step=start,
+                            every_steps=job.config.train.log_every,
+                            interactive=False, stream=_Quiet())
+               for d in self.members.dirs]
+    try:
+      for writer, seed in zip(writers, self.members.seeds):
+        writer.write_config(member_config(job.config, seed))
+      batches = _stacked_batches(job, self.members.seeds, start)
+      compile_s, trained, train_s = None, 0, 0.0
+      if start < end:
+        first = next(batches)
+        t0 = time.perf_counter()
+        compile_check(self.pop, first)
+        state = self._steps(state, start, end, first, batches, writers,
+                            diverged)
+        jax.block_until_ready(state)
+        elapsed = time.perf_counter() - t0
+        compile_s = self._compile_s
+        trained = int(state.step[0]) - start
+        train_s = max(elapsed - compile_s - self._paused, 1e-9)
+      step = int(state.step[0])
+      self._save(state, step, best, diverged)
+      if self.guard.should_stop and step < end:
+        return None
+      val = _evaluate(job, self.pop, state, 'val') if (
+          job.pipeline.num_val) else [None] * k
+      test = (_evaluate(job, self.pop, state, 'test') if step == total
+              else [None] * k)
+      results = []
+      for i, writer in enumerate(writers):
+        results.append(self._member_results(
+            i, writer, step, val[i], test[i], best, diverged,
+            started=started, compile_s=compile_s, train_s=train_s,
+            trained=trained))
+      self._save(state, step, best, diverged)
+      return results
+    finally:
+      for writer in writers:
+        writer.close()
+      self.ckpt.close()
+
+  def _steps(self, state, start, end, first, batches, writers, diverged):
+    """Steps ``start + 1 .. end``; records compile time and pauses."""
+    job = self.job
+    train = job.config.train
+    self._paused, self._compile_s = 0.0, None
+    t0 = time.perf_counter()
+    pending = []
+    batch = first
+    for step in range(start + 1, end + 1):
+      state, metrics = self.pop.train(state, batch)
+      if self._compile_s is None:
+        jax.block_until_ready(metrics)
+        self._compile_s = time.perf_counter() - t0
+      pending.append(metrics)
+      if step % train.log_every == 0 or step == end:
+        paused = time.perf_counter()
+        self._log(step, pending, writers, diverged)
+        pending = []
+        self._paused += time.perf_counter() - paused
+      if self.ckpt.should_save(step) and step < end:
+        paused = time.perf_counter()
+        self._save(state, step, None, diverged)
+        self._paused += time.perf_counter() - paused
+      if self.guard.should_stop:
+        break
+      if step < end:
+        batch = next(batches)
+    return state
+
+  def _log(self, step, pending, writers, diverged):
+    """Writes the last step's metrics of each member; marks a member whose
+    loss went NaN or Inf (the others train on: members are independent)."""
+    pending = jax.device_get(pending)
+    for metrics_at, offset in zip(pending, range(len(pending) - 1, -1, -1)):
+      for i, seed in enumerate(self.members.seeds):
+        loss = metrics_at['loss'][i]
+        if not np.isfinite(loss) and str(seed) not in diverged:
+          diverged[str(seed)] = (f'training diverged at step {step - offset}:'
+                                 f' the loss is {float(loss)}')
+    last = pending[-1]
+    for i, writer in enumerate(writers):
+      writer.write_scalars(step, {k: v[i] for k, v in last.items()},
+                           split='train')
+    mean_loss = float(np.nanmean(last['loss']))
+    print(f'step {step}/{self.job.total_steps} ({self.k} member(s)) '
+          f'loss {mean_loss:.4f}', flush=True)
+
+  def _save(self, state, step, best, diverged):
+    meta = {'epoch': step / self.job.steps_per_epoch, 'diverged': diverged}
+    if best is not None:
+      meta['best'] = best
+      self._best = best
+    else:
+      meta['best'] = getattr(self, '_best', [{} for _ in range(self.k)])
+    self.ckpt.save(step, state, force=True, metadata=meta)
+
+  def _member_results(self, i, writer, step, val, test, best, diverged, *,
+                      started, compile_s, train_s, trained) -> dict:
+    job, seed = self.job, self.members.seeds[i]
+    score = self.score
+    if val is not None:
+      writer.write_scalars(step, val, split='val')
+      key = f'best_val_{score}'
+      if not np.isnan(val[score]) and val[score] > best[i].get(key, -np.inf):
+        best[i] = {key: val[score], 'best_val_step': step}
+    if test is not None:
+      writer.write_scalars(step, test, split='test')
+    results = {'model': job.config.model.name,
+               'dataset': job.config.input.dataset, 'seed': seed,
+               'population': self.k, 'steps': step,
+               'epochs': step / job.steps_per_epoch,
+               'params': job.cost.params, 'macs': job.cost.macs,
+               'compile_s': compile_s, 'train_s': train_s,
+               'wall_s': time.perf_counter() - started,
+               'train_images_per_s': (
+                   trained * self.k * job.config.run.global_batch_size
+                   / train_s if trained else float('nan'))}
+    if test is not None:
+      results.update({f'test_{k}': v for k, v in test.items()})
+    if val is not None:
+      results.update({f'val_{score}': val[score], **best[i]})
+    if str(seed) in diverged:
+      results['diverged'] = diverged[str(seed)]
+    if step == job.total_steps:
+      writer.write_summary(results)
+    return results
+
+
+class _Quiet:
+  """A stream that drops the per-member writers' console lines (the
+  population prints one line for all members)."""
+
+  def write(self, text):
+    return len(text)
+
+  def flush(self):
+    pass
+
+  def isatty(self):
+    return False
+
+
+def run(config, workdir: str, seeds, member_dirs, *, stop_at=None,
+        mode: str = 'auto', memory_limit_gb: float = 0.0
+        ) -> dict[int, dict] | None:
+  """Trains ``config`` once per seed as a population (module docstring).
+
+  Returns ``{seed: results}`` (the summary fields of ``dvl.train.run``,
+  plus ``diverged`` for a member whose loss went NaN or Inf), or None when
+  SIGTERM stopped it after saving a checkpoint.
+  """
+  if mode not in MODES:
+    raise ValueError(f'population mode must be one of {", ".join(MODES)}; '
+                     f'got {mode!r}')
+  seeds = [int(s) for s in seeds]
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise ValueError(f'a population needs distinct seeds; got {seeds}')
+  if stop_at is not None and stop_at < 1:
+    raise ValueError(f'stop_at must be at least one step; got {stop_at}')
+  workdir = Path(os.path.abspath(workdir))
+  members = Members(seeds, [Path(os.path.abspath(d)) for d in member_dirs])
+  prepare_process(config)
+  job = setup(member_config(config, seeds[0]))
+  mode = _chosen_mode(workdir, mode, len(seeds))
+  limit = memory_limit_gb * 2 ** 30 if memory_limit_gb else None
+  fallback = []
+
+  def compile_check(pop: PopulationSteps, batch):
+    need = pop.compile(batch)
+    if mode != 'auto' or pop.k == 1 or need is None:
+      return
+    free = limit or free_memory_bytes()
+    if free is not None and need > MEMORY_HEADROOM * free:
+      fallback.append(
+          f'a population of {pop.k} needs {need / 2 ** 30:.2f} GiB for its '
+          f'train step and {free / 2 ** 30:.2f} GiB is free: training the '
+          'seeds one after another instead')
+      raise _TooLarge
+
+  with preemption_guard() as guard:
+    if mode != 'sequential':
+      try:
+        results = _Group(job, members, workdir, guard).run(stop_at,
+                                                           compile_check)
+        _record_mode(workdir, 'vmap', seeds)
+        return _by_seed(seeds, results)
+      except _TooLarge:
+        print(fallback[-1], flush=True)
+    _record_mode(workdir, 'sequential', seeds)
+    out = {}
+    for seed, directory in zip(seeds, members.dirs):
+      one = Members([seed], [directory])
+      results = _Group(job, one, workdir / f'seed{seed}', guard).run(
+          stop_at, compile_check)
+      if results is None:
+        return None
+      out[seed] = results[0]
+    return out
+
+
+class _TooLarge(Exception):
+  """The population's step does not fit the device's free memory."""
+
+
+def _by_seed(seeds, results):
+  return None if results is None else dict(zip(seeds, results))
+
+
+def _chosen_mode(workdir: Path, mode: str, k: int) -> str:
+  """A population that already fell back keeps training sequentially (its
+  checkpoints are per member)."""
+  path = workdir / 'population.json'
+  if mode == 'auto' and path.exists():
+    recorded = json.loads(path.read_text()).get('mode')
+    if recorded == 'sequential':
+      return 'sequential'
+  return 'vmap' if k == 1 and mode == 'auto' else mode
+
+
+def _record_mode(workdir: Path, mode: str, seeds) -> None:
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / 'population.json').write_text(
+      json.dumps({'mode': mode, 'seeds': list(seeds)}) + '\n')

@@ -1,0 +1,150 @@
+"""Seeds trained as one population compute what separate runs compute."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from dvl import train
+from dvl.checkpoint import Checkpointer
+from dvl.train import population
+from train_runs import experiment_config
+
+SEEDS = (3, 7)
+
+
+def _config(tmp_path, steps=6):
+  """A two-stage proxy on a few hundred shapes images: seconds per run."""
+  config = experiment_config('scaling_search', 'runlocal')
+  with config.unlocked():
+    del config['sweep']
+  config.job = 'train'
+  config.input.data_dir = str(tmp_path / 'tfds')
+  config.train.steps = steps
+  config.train.log_every = 3
+  config.train.checkpoint_every = 3
+  config.train.compilation_cache = False
+  # Momentum SGD: Adam divides by the gradient's magnitude, so on leaves
+  # whose gradient is float noise (a bias before BatchNorm) it turns
+  # rounding differences into updates of the learning rate's size.
+  config.optim.optimizer = 'momentum'
+  config.optim.learning_rate = 0.05
+  config.optim.weight_decay = 0.0
+  return config
+
+
+def _params(directory, template_config):
+  """The newest checkpoint's parameters of a single run."""
+  template = train.state_template(train.setup(template_config).config)
+  with Checkpointer(directory) as ckpt:
+    return ckpt.restore(template).state.params
+
+
+def _close(a, b, rtol=2e-4, atol=2e-5):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol,
+                               atol=atol)
+
+
+@pytest.fixture(scope='module')
+def separate_and_population(tmp_path_factory):
+  tmp_path = tmp_path_factory.mktemp('population')
+  config = _config(tmp_path)
+  single = {}
+  for seed in SEEDS:
+    one = population.member_config(config, seed)
+    single[seed] = train.run(one, str(tmp_path / f'single{seed}'))
+  dirs = [tmp_path / f'member{s}' for s in SEEDS]
+  together = population.run(config, str(tmp_path / 'pop'), SEEDS, dirs,
+                            mode='vmap')
+  return tmp_path, config, single, together
+
+
+def test_a_population_equals_separate_runs(separate_and_population):
+  tmp_path, config, single, together = separate_and_population
+  for seed in SEEDS:
+    a, b = single[seed], together[seed]
+    for key in ('val_accuracy', 'test_accuracy', 'test_loss'):
+      assert a[key] == pytest.approx(b[key], abs=2e-3), (seed, key)
+    assert b['steps'] == a['steps'] == 6
+  # The parameters themselves, member by member, within float tolerance.
+  stacked_template = population.PopulationSteps(
+      train.setup(population.member_config(config, SEEDS[0])),
+      len(SEEDS)).abstract_state()
+  with Checkpointer(tmp_path / 'pop') as ckpt:
+    stacked = ckpt.restore(stacked_template).state
+  for i, seed in enumerate(SEEDS):
+    mine = _params(tmp_path / f'single{seed}',
+                   population.member_config(config, seed))
+    _close(population.member(stacked.params, i), mine)
+  # Two seeds are two different networks, not one trained twice.
+  first, second = (population.member(stacked.params, i) for i in range(2))
+  assert not all(np.allclose(x, y) for x, y in zip(
+      jax.tree.leaves(first), jax.tree.leaves(second)))
+
+
+def test_each_member_reports_in_its_own_directory(separate_and_population):
+  tmp_path, _, _, together = separate_and_population
+  for seed in SEEDS:
+    directory = tmp_path / f'member{seed}'
+    summary = json.loads((directory / 'summary.json').read_text())
+    assert summary['seed'] == seed and summary['population'] == 2
+    assert summary['test_accuracy'] == pytest.approx(
+        together[seed]['test_accuracy'])
+    recorded = json.loads((directory / 'config.json').read_text())
+    assert recorded['train']['seed'] == seed
+    splits = {json.loads(l)['split'] for l in
+              (directory / 'metrics.jsonl').read_text().splitlines()}
+    assert splits == {'train', 'val', 'test'}
+
+
+def test_stopping_at_a_rung_and_resuming_trains_no_step_twice(tmp_path):
+  config = _config(tmp_path, steps=8)
+  dirs = [tmp_path / f'm{s}' for s in SEEDS]
+  rung = population.run(config, str(tmp_path / 'pop'), SEEDS, dirs,
+                        stop_at=4, mode='vmap')
+  assert all(r['steps'] == 4 and 'test_accuracy' not in r
+             for r in rung.values())
+  assert not (dirs[0] / 'summary.json').exists()
+  final = population.run(config, str(tmp_path / 'pop'), SEEDS, dirs,
+                         mode='vmap')
+  assert all(r['steps'] == 8 and 'test_accuracy' in r for r in final.values())
+  # Resumed from step 4: the second call trained steps 5..8 only.
+  train_rows = [json.loads(l) for l in
+                (dirs[0] / 'metrics.jsonl').read_text().splitlines()
+                if json.loads(l)['split'] == 'train']
+  steps = [r['step'] for r in train_rows]
+  assert steps == sorted(set(steps)) and steps[-1] == 8
+  # The same run without the rung ends at the same numbers.
+  straight = population.run(config, str(tmp_path / 'straight'), SEEDS,
+                            [tmp_path / f's{s}' for s in SEEDS], mode='vmap')
+  for seed in SEEDS:
+    assert final[seed]['test_accuracy'] == pytest.approx(
+        straight[seed]['test_accuracy'], abs=1e-6)
+
+
+def test_a_population_too_large_for_memory_trains_in_sequence(tmp_path,
+                                                              capsys):
+  config = _config(tmp_path, steps=3)
+  dirs = [tmp_path / f'm{s}' for s in SEEDS]
+  out = population.run(config, str(tmp_path / 'pop'), SEEDS, dirs,
+                       mode='auto', memory_limit_gb=1e-6)
+  said = capsys.readouterr().out
+  assert 'training the seeds one after another instead' in said
+  assert json.loads((tmp_path / 'pop' / 'population.json').read_text())[
+      'mode'] == 'sequential'
+  assert sorted(out) == sorted(SEEDS)
+  assert all((tmp_path / 'pop' / f'seed{s}' / 'checkpoints').is_dir()
+             for s in SEEDS)
+
+
+@pytest.mark.parametrize('seeds,kwargs,message', [
+    ((), {}, 'distinct seeds'),
+    ((1, 1), {}, 'distinct seeds'),
+    ((1,), dict(stop_at=0), 'at least one step'),
+    ((1,), dict(mode='parallel'), 'population mode must be one of'),
+])
+def test_bad_population_arguments(tmp_path, seeds, kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    population.run(_config(tmp_path), str(tmp_path), seeds, [], **kwargs)
