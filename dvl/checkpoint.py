@@ -72,6 +72,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from dvl import errors
+
 _STATE = "state"
 _META = "meta"
 _FORMAT = 1
@@ -79,7 +81,7 @@ _TMP_MARKER = ".orbax-checkpoint-tmp"
 _MAX_ERROR_CHARS = 400
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(errors.UserError, RuntimeError):
   """No checkpoint in a directory can be restored."""
 
 
