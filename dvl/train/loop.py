@@ -11,6 +11,7 @@ without saving the diverged state. SIGTERM (or Ctrl-C) saves a checkpoint
 and exits cleanly.
 """
 
+import contextlib
 import functools
 import itertools
 import os
@@ -22,7 +23,7 @@ from absl import logging
 
 from dvl.checkpoint import Checkpointer, preemption_guard
 from dvl.metrics_log import MetricWriter, enable_compilation_cache
-from dvl import tasks
+from dvl import tasks, workdir_lock
 from dvl.train import parallel, steps
 from dvl.train.job import Job, fresh_state, setup, state_template
 from dvl.train.state import MACS_CONVENTION
@@ -33,10 +34,21 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def run(config, workdir: str) -> dict | None:
-  """Trains ``config`` in ``workdir``; returns the summary (None if stopped)."""
+  """Trains ``config`` in ``workdir``; returns the summary (None if stopped).
+
+  The run holds the workdir (``dvl.workdir_lock``): a second run there is
+  refused. Process 0 holds it for all the processes of a multi-host run.
+  """
   started = time.perf_counter()
   workdir = os.path.abspath(workdir)  # orbax refuses relative paths
   prepare_process(config)
+  lock = (workdir_lock.hold(workdir, 'train') if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock:
+    return _train(config, workdir, started)
+
+
+def _train(config, workdir: str, started: float) -> dict | None:
   job = setup(config)
   print(describe(job), flush=True)
   every = config.train.checkpoint_every or job.steps_per_epoch
