@@ -122,13 +122,22 @@ def overlay(image, mask, *, num_classes: int, ignore_label: int = 255,
 
 def save_segmentations(path, images, predictions, labels, *,
                        num_classes: int, ignore_label: int = 255,
-                       max_images: int = 8) -> Path:
-  """Image, predicted mask and true mask per row, masks over the image.
+                       max_images: int = 8,
+                       class_names: Sequence[str] = ()) -> Path:
+  """Image, predicted mask and true mask per row, masks over the image,
+  and a legend of ``class_names`` in their colours (class 0 untinted).
 
   ``predictions`` are class ids ``[N, H, W]`` or logits ``[N, H, W, C]``.
   """
   n = min(len(images), max_images)
   fig, axes = _grid(n, 3)
+  if class_names:
+    colors = class_colors(num_classes)
+    handles = [Rectangle((0, 0), 1, 1, facecolor='none' if k == 0 else
+                         colors[k], edgecolor='black', label=str(name))
+               for k, name in enumerate(class_names)]
+    fig.legend(handles=handles, loc='lower center', ncol=min(len(handles), 6),
+               fontsize=8, frameon=False)
   for i in range(n):
     pred = np.asarray(predictions[i])
     if pred.ndim == 3 and pred.shape[-1] == num_classes:

@@ -71,6 +71,13 @@ def make_task(config, pipeline) -> 'Classification':
   """The task of ``config.model`` on the data of ``pipeline``."""
   cfg = task_config(config)
   kind = models.task(config.model.name)
+  if kind in ('classification', 'detection') and not pipeline.num_classes:
+    data = config.input
+    raise ValueError(
+        f'dataset {data.dataset!r} has no labels (no feature '
+        f'{data.get("label_key", "label")!r}), which a {kind} model needs: '
+        'add a label array to its archives (or set config.input.label_key), '
+        'or train a segmentation or autoencoder model on it')
   if kind == 'classification':
     return Classification(label_smoothing=config.train.label_smoothing)
   if kind == 'detection':
@@ -120,10 +127,22 @@ def mask_format(config) -> str:
 
 
 def segmentation_class_names(config, pipeline) -> tuple:
-  """Pixel classes: background and pet for trimaps, else background and
-  one per image class."""
-  if mask_format(config) == 'trimap':
+  """Pixel classes: ``config.input.mask_classes`` when given (the names of
+  mask values 0, 1, ...), else background and pet for trimaps, else
+  background and one per image class."""
+  names = config.input.get('mask_classes')
+  trimap = mask_format(config) == 'trimap'
+  if names:
+    _require(not trimap or len(names) == 2,
+             f'config.input.mask_classes {tuple(names)}: trimaps have two '
+             'classes, background and pet; give two names')
+    return tuple(str(name) for name in names)
+  if trimap:
     return ('background', 'pet')
+  _require(bool(pipeline.class_names),
+           f'dataset {config.input.dataset!r} has no labels to name its mask '
+           'classes by: set config.input.mask_classes to the names of the '
+           "mask values 0, 1, ..., e.g. ('background', 'membrane')")
   return ('background', *pipeline.class_names)
 
 
@@ -339,6 +358,7 @@ class Detection:
     return results
 
   def draw(self, path, batch, out, class_names) -> Path:
+    batch, out = real_rows(batch, out)
     shown = []
     for found in self.detections(out, batch):
       keep = found.scores >= self.draw_threshold
@@ -426,11 +446,12 @@ class Segmentation:
     return results
 
   def draw(self, path, batch, out, class_names) -> Path:
-    del class_names
+    del class_names  # the image classes; the pixel classes are the task's
+    batch, out = real_rows(batch, out)
     return draw.save_segmentations(
         path, batch['image'], out['predictions'],
         np.asarray(self.labels(batch['mask'])), num_classes=self.num_classes,
-        ignore_label=self.ignore_label)
+        ignore_label=self.ignore_label, class_names=self.class_names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -496,8 +517,19 @@ class Reconstruction(_Summed):
 
   def draw(self, path, batch, out, class_names) -> Path:
     del class_names
+    batch, out = real_rows(batch, out)
     return draw.save_triples(path, out['inputs'], out['outputs'],
                              batch['image'])
+
+
+def real_rows(batch: dict, out: dict) -> tuple[dict, dict]:
+  """The rows of a batch, and of the outputs drawn from it, that hold real
+  examples (``batch['valid']``), not the padding of a final eval batch."""
+  if 'valid' not in batch:
+    return batch, out
+  keep = np.flatnonzero(np.asarray(batch['valid']))
+  pick = lambda tree: {k: np.asarray(v)[keep] for k, v in tree.items()}
+  return pick(batch), pick(out)
 
 
 def grey(images) -> Array:

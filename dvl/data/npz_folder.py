@@ -5,7 +5,8 @@ split are concatenated in file-name order (``train-00.npz`` then
 ``train-01.npz``). Every archive has:
 
   * ``image``: uint8 (N, H, W, C) with C of 1 or 3 (required);
-  * ``label``: integer (N,) class index (required);
+  * ``label``: integer (N,) class index (optional: datasets of images and
+    masks, or of images alone for the autoencoders, have none);
   * ``mask``: uint8 (N, H, W) or (N, H, W, 1) per-pixel classes (optional);
   * ``boxes``: float (N, K, 4) ``[xmin, ymin, xmax, ymax]`` in pixels, NaN rows
     for unused slots (optional). Rows with a NaN are dropped, so an example
@@ -16,13 +17,20 @@ split are concatenated in file-name order (``train-00.npz`` then
 
 The configuration name holds the folder's name and a fingerprint of its path
 and files (names, sizes, modification times): two folders never share a
-prepared directory, and editing a folder prepares it anew.
+prepared directory, and editing a folder prepares it anew (what was prepared
+before stays where it was).
+
+Every archive is checked before anything is prepared: a file that is not a
+readable numpy archive, an image that is not uint8, arrays of one archive
+with different lengths, or an archive whose arrays differ from the first
+one's (names, dtypes, per-example shapes) is a ValueError naming the file.
 """
 
 import dataclasses
 import hashlib
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +55,13 @@ def split_files(path):
     if match:
       splits.setdefault(match['split'], []).append(file)
   if not splits:
+    found = sorted(f.name for f in folder.iterdir())
+    what = (f'only {", ".join(found[:5])}{" ..." if len(found) > 5 else ""}'
+            if found else 'nothing')
     raise FileNotFoundError(
-        f'no <split>.npz or <split>-NN.npz files in {str(folder)!r}')
+        f'no <split>.npz or <split>-NN.npz files in {str(folder)!r} (it holds '
+        f'{what}); put the archives there, e.g. train.npz and test.npz with '
+        'arrays image and label, written by numpy.savez')
   return splits
 
 
@@ -62,26 +75,85 @@ def fingerprint(path):
   return digest.hexdigest()[:12]
 
 
+def _unreadable(file, error) -> ValueError:
+  return ValueError(
+      f'{file} is not a readable numpy archive ({type(error).__name__}: '
+      f'{error}); it may be truncated or corrupt. Write it again with '
+      'numpy.savez, or move it out of the folder.')
+
+
 def _array_headers(file):
   """Shape and dtype of every array in an archive, read without loading it."""
   headers = {}
-  with zipfile.ZipFile(file) as archive:
-    for member in archive.namelist():
-      with archive.open(member) as stream:
-        version = np.lib.format.read_magic(stream)
-        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read(stream)
-      headers[member.removesuffix('.npy')] = (shape, dtype)
+  try:
+    with zipfile.ZipFile(file) as archive:
+      for member in archive.namelist():
+        with archive.open(member) as stream:
+          version = np.lib.format.read_magic(stream)
+          read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                  else np.lib.format.read_array_header_2_0)
+          shape, _, dtype = read(stream)
+        headers[member.removesuffix('.npy')] = (shape, dtype)
+  except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as e:
+    raise _unreadable(file, e) from None
   return headers
+
+
+def _load(file) -> dict:
+  """Every array of an archive; a damaged one is an error naming the file."""
+  try:
+    with np.load(file) as archive:
+      return {k: archive[k] for k in archive.files}
+  except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as e:
+    raise _unreadable(file, e) from None
+
+
+def _check_image(shape, dtype, file) -> None:
+  if dtype != np.uint8 or len(shape) != 4 or shape[-1] not in (1, 3):
+    raise ValueError(
+        f'{file}: image must be uint8 (N, H, W, 1 or 3); got {dtype} {shape}.'
+        ' Convert it, e.g. (x * 255).round().astype(np.uint8) for floats in '
+        '[0, 1], and add a channel axis to greyscale images')
+
+
+def check_archives(splits: dict) -> dict:
+  """Checks every archive against the first; returns the first's headers.
+
+  Raises a ValueError naming the file when an archive cannot be read, lacks
+  an image, holds arrays of different lengths, or differs from the first
+  archive in its arrays' names, dtypes or per-example shapes.
+  """
+  files = [f for fs in splits.values() for f in fs]
+  first, reference = files[0], _array_headers(files[0])
+  for file in files:
+    headers = reference if file == first else _array_headers(file)
+    if 'image' not in headers:
+      raise ValueError(f'{file} lacks the array image (it has '
+                       f'{sorted(headers)}); every archive needs one')
+    _check_image(*headers['image'], file)
+    lengths = {k: s[0] if s else None for k, (s, _) in headers.items()}
+    if len(set(lengths.values())) > 1:
+      raise ValueError(f'{file}: its arrays have different lengths '
+                       f'{lengths}; each needs one entry per image')
+    if set(headers) != set(reference):
+      raise ValueError(f'{file} has arrays {sorted(headers)} but {first} has '
+                       f'{sorted(reference)}; every archive of the folder '
+                       'needs the same arrays')
+    for key, (shape, dtype) in headers.items():
+      want_shape, want_dtype = reference[key]
+      fixed = key not in ('boxes', 'box_label')  # one box row per object
+      if dtype != want_dtype or (fixed and shape[1:] != want_shape[1:]):
+        raise ValueError(
+            f'{file}: array {key} is {dtype} with examples of shape '
+            f'{shape[1:]}, but in {first} it is {want_dtype} with examples of '
+            f'shape {want_shape[1:]}; write every archive alike')
+  return reference
 
 
 def _feature(key, shape, dtype, file):
   """The TFDS feature storing one example's slice of an array."""
   if key == 'image':
-    if dtype != np.uint8 or len(shape) != 4 or shape[-1] not in (1, 3):
-      raise ValueError(f'{file}: image must be uint8 (N, H, W, 1 or 3); got '
-                       f'{dtype} {shape}')
+    _check_image(shape, dtype, file)
     return tfds.features.Tensor(shape=shape[1:], dtype=np.uint8,
                                 encoding='zlib')
   if key == 'mask':
@@ -125,25 +197,26 @@ class NpzFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     names = self.builder_config.class_names
     if names:
       return dict(names=names)
-    top = max(int(np.load(f)['label'].max()) for fs in splits.values()
+    top = max(int(_load(f)['label'].max(initial=0)) for fs in splits.values()
               for f in fs)
     return dict(num_classes=top + 1)
 
   def _info(self):
     splits = split_files(self.builder_config.path)
     first = next(iter(splits.values()))[0]
-    headers = _array_headers(first)
-    missing = {'image', 'label'} - set(headers)
-    if missing:
-      raise ValueError(f'{first} lacks the arrays {sorted(missing)}')
+    headers = check_archives(splits)
     features = {k: _feature(k, s, d, first) for k, (s, d) in headers.items()}
-    features['label'] = tfds.features.ClassLabel(**self._num_classes(splits))
+    if 'label' in headers:
+      features['label'] = tfds.features.ClassLabel(**self._num_classes(splits))
     if 'boxes' in headers:
+      if 'label' not in headers and 'box_label' not in headers:
+        raise ValueError(f'{first} has boxes but neither box_label nor label '
+                         'to give them classes; add one of them')
       features['box_label'] = _feature('box_label', None, None, first)
     return tfds.core.DatasetInfo(
         builder=self, description=__doc__,
         features=tfds.features.FeaturesDict(features),
-        supervised_keys=('image', 'label'))
+        supervised_keys=('image', 'label') if 'label' in headers else None)
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The archives are already local.
@@ -153,14 +226,14 @@ class NpzFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, files):
     keys = set(self.info.features.keys())
+    label = self.info.features['label'] if 'label' in keys else None
+    num_classes = label.num_classes if label else None
     for file in files:
-      with np.load(file) as archive:
-        arrays = {k: archive[k] for k in archive.files}
+      arrays = _load(file)
       if set(arrays) | {'box_label'} != keys | {'box_label'}:
         raise ValueError(f'{file} has arrays {sorted(arrays)}; the folder\'s '
                          f'first archive has {sorted(keys)}')
-      num_classes = self.info.features['label'].num_classes
-      for i in range(len(arrays['label'])):
+      for i in range(len(arrays['image'])):
         example = _example(arrays, i)
         try:
           check_annotations(example, num_classes)
@@ -169,16 +242,23 @@ class NpzFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         yield f'{file.name}:{i}', example
 
 
-def check_annotations(example: dict, num_classes: int) -> None:
-  """Raises a ValueError when an example's boxes leave its image, have no
-  area or an unknown class, or its mask is not the image's size."""
+def check_annotations(example: dict, num_classes: int | None) -> None:
+  """Raises a ValueError when an example's label or boxes have an unknown
+  class, its boxes leave its image or have no area, or its mask is not the
+  image's size. ``num_classes`` None: the dataset has no labels."""
   image = example['image']
+  if num_classes is not None and 'label' in example and not (
+      0 <= int(example['label']) < num_classes):
+    raise ValueError(
+        f'label {int(example["label"])} is not a class index in [0, '
+        f'{num_classes}); give config.input.class_names one name per class')
   if 'boxes' in example and len(example['boxes']):
     try:
-      detection.validate_boxes(example['boxes'][None],
-                               example['box_label'][None],
-                               image_hw=image.shape[:2],
-                               num_classes=num_classes)
+      detection.validate_boxes(
+          example['boxes'][None], example['box_label'][None],
+          image_hw=image.shape[:2],
+          num_classes=np.iinfo(np.int32).max if num_classes is None
+          else num_classes)
     except ValueError as err:
       raise ValueError(str(err).removeprefix('example 0, ')) from None
   if 'mask' in example and example['mask'].shape[:2] != image.shape[:2]:

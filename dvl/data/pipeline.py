@@ -2,7 +2,8 @@
 
 Batches are dicts of numpy arrays:
   * ``image``: float32 (B, H, W, C) at ``config.input.resolution``, normalised;
-  * ``label``: int32 (B,), always the original class index;
+  * ``label``: int32 (B,), always the original class index (0 for a dataset
+    without labels, whose ``num_classes`` is 0);
   * ``soft_label``: float32 (B, num_classes), rows summing to 1, present exactly
     when mixup or CutMix is on (``Pipeline.soft_labels``): train on it then;
   * ``mask``: int32 (B, H, W) per-pixel classes (``with_masks``); 0 where a crop
@@ -28,6 +29,9 @@ Fields of ``config.input`` (see ``default_input_config`` for the defaults):
   manual_dir: TFDS manual download dir (imagenet2012); None means
     <data_dir>/downloads/manual.
   class_names: names for npz_folder labels; None means numbers.
+  mask_classes: names of the mask values 0, 1, ... of a segmentation
+    dataset, e.g. ('membrane', 'cell'); None means background and one class
+    per image label.
   image_key, label_key: feature names in catalog datasets.
   train_split, test_split: TFDS split names.
   shapes: image_size, num_train, num_test, seed, max_distractors of `shapes`.
@@ -74,6 +78,7 @@ def default_input_config():
   cfg = ml_collections.ConfigDict(dict(
       dataset='shapes', data_dir=placeholder(str), path=placeholder(str),
       manual_dir=placeholder(str), class_names=placeholder(tuple),
+      mask_classes=placeholder(tuple),
       image_key='image', label_key='label', train_split='train',
       test_split='test',
       shapes=dict(image_size=32, num_train=10_000, num_test=2_000, seed=0,
@@ -221,9 +226,16 @@ def make_pipeline(input_cfg, *, seed):
   builder = datasets.load_builder(cfg)
   reader_lib.check_features(cfg, builder)
   _, n_val = reader_lib.split_sizes(cfg, builder)
-  label = builder.info.features[cfg.label_key]
+  features = builder.info.features
+  label = features[cfg.label_key] if cfg.label_key in features else None
+  num_classes = label.num_classes if label is not None else 0
+  aug = cfg.augment
+  if not num_classes and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0):
+    raise ValueError(f'dataset {cfg.dataset!r} has no labels for mixup and '
+                     'CutMix to mix; set augment.mixup_alpha = cutmix_alpha '
+                     '= 0')
   transforms = transforms_lib.Transforms(cfg, _output_hw(cfg, builder),
-                                         label.num_classes)
+                                         num_classes)
   reader = _choose_reader(cfg, builder, n_val, transforms.precrop)
   transforms.precropped = reader.precrops
   num_train = reader.num_examples('train')
@@ -233,10 +245,10 @@ def make_pipeline(input_cfg, *, seed):
                      'training examples')
   transforms.fit(reader)
   channels = builder.info.features[cfg.image_key].shape[-1]
-  aug = cfg.augment
   return Pipeline(
       cfg=cfg, seed=int(seed), reader=reader, transforms=transforms,
-      num_classes=label.num_classes, class_names=tuple(label.names),
+      num_classes=num_classes,
+      class_names=tuple(label.names) if label is not None else (),
       image_shape=transforms.out_hw + (channels,), num_train=num_train,
       num_val=n_val, num_test=reader.num_examples('test'),
       steps_per_epoch=steps_per_epoch,

@@ -54,9 +54,10 @@ def tfds_splits(cfg, n_val):
 
 
 def select(cfg, example):
-  """Keeps and standardises the features the pipeline delivers."""
-  out = dict(image=example[cfg.image_key],
-             label=tf.cast(example[cfg.label_key], tf.int32))
+  """Keeps and standardises the features the pipeline delivers; a dataset
+  without labels (images and masks, or images alone) gets label 0."""
+  label = example.get(cfg.label_key, tf.constant(0))
+  out = dict(image=example[cfg.image_key], label=tf.cast(label, tf.int32))
   if cfg.with_masks:
     mask = example['mask']
     out['mask'] = tf.cast(mask if mask.shape.rank == 3 else mask[..., None],
@@ -71,8 +72,11 @@ def select(cfg, example):
 
 
 def check_features(cfg, builder):
-  """Raises when the builder lacks a feature that the config asks for."""
-  wanted = [cfg.image_key, cfg.label_key]
+  """Raises when the builder lacks a feature that the config asks for.
+
+  Labels are optional here: the task says whether it needs them.
+  """
+  wanted = [cfg.image_key]
   wanted += ['mask'] * cfg.with_masks + ['boxes', 'box_label'] * cfg.with_boxes
   missing = [k for k in wanted if k not in builder.info.features]
   if missing:
