@@ -85,7 +85,21 @@ def sweep_config(arg) -> ml_collections.ConfigDict:
       candidates=(),
       max_phi=2,
       baselines=('depth', 'width', 'resolution'),
-      seeds=(0,),
+      # Every network trains with each seed; the seeds of one network train
+      # together as a population ('auto': in one vmapped program unless the
+      # device lacks the memory, then one after another; 'vmap';
+      # 'sequential'). population_memory_gb caps what 'auto' may use (0:
+      # the device's free memory).
+      seeds=(0, 1, 2),
+      population='auto', population_memory_gb=0.0,
+      # 'grid' trains every candidate on the full budget; 'halving' starts
+      # them all at budget / eta^(rungs - 1) and continues the best 1/eta
+      # of each rung (resumed from its checkpoint) until the full budget.
+      search='grid', halving=dict(eta=3, rungs=2),
+      # Budgets (epochs, or steps with budget = 'steps' or 'macs') at which
+      # to run the scale-up comparison, increasing; the search trains at
+      # the largest. Empty: the train section's budget.
+      budgets=(),
       # 'epochs' or 'steps' (train.epochs / train.steps for every trial), or
       # 'macs': train.steps × the baseline's MACs per image for every trial.
       budget='epochs',

@@ -1,52 +1,101 @@
-"""Reading a sweep's rows: seeds averaged, the chosen coefficients, the
-scaling curves, the Pareto front and who won at matched MACs."""
+"""Reading a sweep's rows: seeds pooled with their confidence intervals, the
+chosen coefficients, the scaling curves, the Pareto front, the halving
+rungs, and compound scaling against each single dimension as paired
+differences (``dvl.sweep.stats``).
+
+A point is one network of the sweep at one budget (a kind, φ, coefficients
+and budget); its seeds are its repeats. Rows of a halving rung (``rung_of``
+set) are read only by ``rungs``.
+"""
 
 import math
-import statistics
+
+from dvl.sweep import stats
 
 METHODS = ('compound', 'depth', 'width', 'resolution')
 
 
 def _key(row) -> tuple:
   return (row['kind'], row['phi'], row['alpha'], row['beta'], row['gamma'],
-          row.get('label', ''))
+          row.get('label', ''), row.get('budget'))
+
+
+def final(rows) -> list[dict]:
+  """The rows of trials trained to their full budget."""
+  return [r for r in rows if not r.get('rung_of')]
+
+
+def _point(members: list[dict], metric: str) -> dict:
+  values = {m['seed']: m[metric] for m in members}
+  ci = stats.mean_ci(list(values.values()))
+  return {**members[0], 'values': values, 'ci': ci, 'mean': ci.mean,
+          'spread': 0.0 if ci.n < 2 else ci.half_width, 'seeds': ci.n,
+          'trials': [m['trial'] for m in members]}
 
 
 def aggregate(rows, metric: str) -> list[dict]:
   """One entry per point (seeds pooled) of the rows that trained: the
-  point's fields, ``mean`` and ``spread`` (sample standard deviation, 0 for
-  one seed) of ``metric`` and the seeds' count."""
+  point's fields, ``values`` ({seed: metric}), ``ci`` (a ``stats.Interval``
+  at 95%), ``mean``, ``spread`` (the CI's half-width, 0 for one seed),
+  ``seeds`` and ``trials``."""
   groups = {}
-  for row in rows:
+  for row in final(rows):
     if row['status'] == 'ok' and row.get(metric) is not None:
       groups.setdefault(_key(row), []).append(row)
-  out = []
-  for members in groups.values():
-    values = [m[metric] for m in members]
-    first = members[0]
-    out.append({**first, 'mean': statistics.fmean(values),
-                'spread': statistics.stdev(values) if len(values) > 1 else 0.0,
-                'seeds': len(values),
-                'trials': [m['trial'] for m in members]})
-  return out
+  return [_point(members, metric) for members in groups.values()]
 
 
-def choose(rows, metric: str = 'val_accuracy') -> dict:
-  """The grid point with the best mean ``metric`` (ties: fewer MACs).
+def choose(rows, metric: str = 'val_accuracy', budget=None) -> dict:
+  """The grid point with the best mean ``metric`` at ``budget`` (ties:
+  fewer MACs).
 
   Raises RuntimeError when no φ = 1 candidate trained.
   """
-  grid = [p for p in aggregate(rows, metric) if p['kind'] == 'grid']
+  grid = grid_points(rows, metric, budget)
   if not grid:
     raise RuntimeError('every phi = 1 candidate failed, so there is nothing '
                        'to choose from: read the status and reason columns '
                        'of results.csv')
-  return max(grid, key=lambda p: (p['mean'], -p['macs']))
+  return grid[0]
 
 
-def series(rows, metric: str) -> dict[str, list[dict]]:
-  """Each scaling method's points by φ, starting from the baseline (φ = 0)."""
-  points = aggregate(rows, metric)
+def grid_points(rows, metric: str, budget=None) -> list[dict]:
+  """The φ = 1 candidates trained to the full budget, best first (ties:
+  fewer MACs): the order ``choose`` and the bootstrap break ties in."""
+  grid = [p for p in aggregate(rows, metric)
+          if p['kind'] == 'grid' and p.get('budget') == budget]
+  return sorted(grid, key=lambda p: (-p['mean'], p['macs']))
+
+
+def selection(rows, metric: str, budget=None, draws: int = 2000) -> dict:
+  """How firm the choice is: the chosen point, the runner-up and the
+  paired difference between them, and how often each candidate has the
+  best mean when the seeds are resampled (``stats.bootstrap_selection``)."""
+  grid = grid_points(rows, metric, budget)
+  out = {'chosen': grid[0] if grid else None, 'runner_up': None,
+         'margin': None, 'frequency': {}}
+  if len(grid) < 2:
+    return out
+  scores = {_coeffs(p): p['values'] for p in grid}
+  shared = set.intersection(*(set(v) for v in scores.values()))
+  if shared:
+    out['frequency'] = stats.bootstrap_selection(
+        {k: {s: v[s] for s in shared} for k, v in scores.items()},
+        draws=draws)
+  name, margin = stats.runner_up_margin(scores, _coeffs(grid[0]))
+  out['runner_up'] = next(p for p in grid if _coeffs(p) == name)
+  out['margin'] = margin
+  return out
+
+
+def _coeffs(point) -> tuple:
+  return (point['alpha'], point['beta'], point['gamma'])
+
+
+def series(rows, metric: str, budget=None) -> dict[str, list[dict]]:
+  """Each scaling method's points by φ at ``budget``, starting from the
+  baseline (φ = 0)."""
+  points = [p for p in aggregate(rows, metric) if p.get('budget') == budget]
   base = [p for p in points if p['kind'] == 'baseline']
   out = {}
   for method in METHODS:
@@ -55,6 +104,12 @@ def series(rows, metric: str) -> dict[str, list[dict]]:
     if mine:
       out[method] = base + mine
   return out
+
+
+def budgets(rows) -> list:
+  """The budgets of the scale-up rows (None: the train section's)."""
+  found = {r.get('budget') for r in final(rows) if r['kind'] in METHODS}
+  return sorted(found, key=lambda b: -1 if b is None else b)
 
 
 def pareto(points, cost: str = 'macs') -> list[dict]:
@@ -67,10 +122,14 @@ def pareto(points, cost: str = 'macs') -> list[dict]:
   return front
 
 
-def matched_macs(rows, metric: str) -> list[dict]:
-  """Per φ >= 1: each method's mean ``metric`` and MACs, and the winner."""
+def matched_macs(rows, metric: str, budget=None,
+                 delta: float = 0.01) -> list[dict]:
+  """Per φ >= 1 at ``budget``: each method's point, the method with the
+  best mean, and compound minus each single dimension as a seed-paired
+  difference with its CI, its verdict (``stats.verdict``) and, when
+  unresolved, the seeds a true difference of ``delta`` would need."""
   by_phi = {}
-  for method, points in series(rows, metric).items():
+  for method, points in series(rows, metric, budget).items():
     for p in points:
       if p['phi'] >= 1:
         by_phi.setdefault(p['phi'], {})[method] = p
@@ -78,5 +137,65 @@ def matched_macs(rows, metric: str) -> list[dict]:
   for phi in sorted(by_phi):
     entries = by_phi[phi]
     winner = max(entries, key=lambda m: entries[m]['mean'])
-    out.append({'phi': phi, 'entries': entries, 'winner': winner})
+    comparisons = {}
+    compound = entries.get('compound')
+    for method, p in entries.items():
+      if method == 'compound' or compound is None:
+        continue
+      try:
+        diff = stats.paired_difference(compound['values'], p['values'])
+      except ValueError:
+        continue
+      word = stats.verdict(diff)
+      needed = (stats.seeds_to_resolve(diff.sd, delta)
+                if word == stats.UNRESOLVED else None)
+      comparisons[method] = {'diff': diff, 'verdict': word,
+                             'seeds_needed': needed}
+    out.append({'phi': phi, 'entries': entries, 'winner': winner,
+                'comparisons': comparisons})
   return out
+
+
+def rungs(rows, metric: str = 'val_accuracy') -> list[dict]:
+  """The halving rungs in step order: each rung's steps and its candidates
+  (the points with ``values`` and ``mean`` of ``metric`` there); the last
+  rung is the candidates trained to the full budget."""
+  by_steps = {}
+  for row in rows:
+    if row.get('rung_of') and row['status'] == 'ok' and row.get(metric) \
+        is not None:
+      by_steps.setdefault(row['steps'], {}).setdefault(
+          _coeffs(row), []).append(row)
+  if not by_steps:
+    return []
+  out = [{'steps': steps,
+          'points': {k: _point(v, metric) for k, v in groups.items()}}
+         for steps, groups in sorted(by_steps.items())]
+  top = {}
+  for row in final(rows):
+    if row['kind'] == 'grid' and row['status'] == 'ok' and row.get(metric) \
+        is not None:
+      top.setdefault(_coeffs(row), []).append(row)
+  if top:
+    steps = max(r['steps'] for v in top.values() for r in v)
+    out.append({'steps': steps,
+                'points': {k: _point(v, metric) for k, v in top.items()}})
+  for lower, upper in zip(out, out[1:]):
+    both = [k for k in upper['points'] if k in lower['points']]
+    upper['spearman'] = stats.spearman(
+        [lower['points'][k]['mean'] for k in both],
+        [upper['points'][k]['mean'] for k in both])
+    upper['compared'] = len(both)
+  return out
+
+
+def same_networks(rows) -> list[tuple]:
+  """Grid points that build the same network as another grid point at the
+  same budget: ``(point, point it shares its network with)``."""
+  owner = {r['trial']: r for r in final(rows)}
+  out = set()
+  for r in final(rows):
+    donor = owner.get(r.get('same_as') or '')
+    if r['kind'] == 'grid' and donor is not None and donor['kind'] == 'grid':
+      out.add((_coeffs(r), _coeffs(donor)))
+  return sorted(out)

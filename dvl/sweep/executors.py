@@ -14,11 +14,14 @@
   machines the sweep workdir must be on storage that every node mounts at
   the same path.
 
-Every executor's ``run(tasks)`` takes ``(trial_id, config, trial_dir)``
-tuples and yields ``(trial_id, outcome)`` as trials finish (configs travel
-to other processes as plain dicts); the driver writes the results, so no
-two processes ever write the same file.
+Every executor's ``run(tasks)`` takes ``Task``s, each the seeds of one
+network trained as a population (``worker.run_population``), and yields
+``(task id, {trial id: outcome})`` as tasks finish (configs travel to other
+processes as plain dicts); the driver writes the results, so no two
+processes ever write the same file.
 """
+
+import dataclasses
 
 import concurrent.futures
 import multiprocessing
@@ -30,25 +33,49 @@ from dvl.sweep import worker
 EXECUTORS = ('sequential', 'pool', 'ray')
 
 
+@dataclasses.dataclass
+class Task:
+  """One population: its id, train config (of its first seed), directory,
+  members ``(trial id, seed, trial dir)`` and rung stop (None: the end)."""
+  id: str
+  config: object
+  directory: str
+  members: list
+  stop_at: int | None = None
+
+  def args(self, sweep, plain: bool = False) -> tuple:
+    """``worker.run_population``'s arguments (``plain``: the config as a
+    dict, for another process)."""
+    config = self.config.to_dict() if plain else self.config
+    members = [(i, s, str(d)) for i, s, d in self.members]
+    return (config, str(self.directory), members, self.stop_at,
+            sweep.population, sweep.population_memory_gb)
+
+
 def _threads(sweep) -> int:
   if sweep.threads_per_worker:
     return sweep.threads_per_worker
   return max(1, len(os.sched_getaffinity(0)) // max(1, sweep.workers))
 
 
-def _lost(error: Exception) -> dict:
-  """The outcome of a trial whose worker died before it could report."""
+def _lost(error: Exception, task: Task) -> dict:
+  """The outcomes of a task whose worker died before it could report."""
   text = f'{type(error).__name__}: {error}'
   status = 'oom' if 'memory' in text.lower() else 'failed'
-  return {'status': status, 'reason': f'the worker process died: {text}'[:500]}
+  outcome = {'status': status,
+             'reason': f'the worker process died: {text}'[:500]}
+  return {trial_id: dict(outcome) for trial_id, _, _ in task.members}
 
 
 class Sequential:
-  """Runs each trial in this process, in order."""
+  """Runs each task in this process, in order."""
+
+  def __init__(self, sweep):
+    self.sweep = sweep
 
   def run(self, tasks):
-    for trial_id, config, directory in tasks:
-      yield trial_id, worker.run_trial(config, str(directory))
+    for task in tasks:
+      yield task.id, worker.run_population(*task.args(self.sweep))
 
   def close(self):
     pass
@@ -60,6 +87,7 @@ class Pool:
   def __init__(self, sweep):
     if sweep.workers < 1:
       raise ValueError(f'sweep.workers must be >= 1; got {sweep.workers}')
+    self.sweep = sweep
     context = multiprocessing.get_context('spawn')
     slots = context.Queue()
     for index in range(sweep.workers):
@@ -70,15 +98,16 @@ class Pool:
         initargs=(slots, _threads(sweep), sweep.gpus_per_worker))
 
   def run(self, tasks):
-    futures = {self.pool.submit(worker.run_trial, config.to_dict(),
-                                str(directory)):
-               trial_id for trial_id, config, directory in tasks}
+    futures = {self.pool.submit(worker.run_population,
+                                *task.args(self.sweep, plain=True)): task
+               for task in tasks}
     for future in concurrent.futures.as_completed(futures):
+      task = futures[future]
       try:
         outcome = future.result()
       except Exception as error:  # the worker process died (OOM kill, ...)
-        outcome = _lost(error)
-      yield futures[future], outcome
+        outcome = _lost(error, task)
+      yield task.id, outcome
 
   def close(self):
     self.pool.shutdown(wait=True, cancel_futures=True)
@@ -90,6 +119,7 @@ class Ray:
   def __init__(self, sweep):
     import ray
     self.ray = ray
+    self.sweep = sweep
     self.threads = _threads(sweep)
     self.started = False
     if not ray.is_initialized():
@@ -110,19 +140,20 @@ class Ray:
     cpus = ray.cluster_resources().get('CPU', 0)
     print(f'ray: {len(ray.nodes())} node(s), {cpus:g} CPUs; '
           f'{self.threads} per trial', flush=True)
-    self.remote = ray.remote(worker.run_trial).options(
+    self.remote = ray.remote(worker.run_population).options(
         num_cpus=self.threads, num_gpus=sweep.gpus_per_worker, max_retries=0)
 
   def run(self, tasks):
-    pending = {self.remote.remote(config.to_dict(), str(directory)): trial_id
-               for trial_id, config, directory in tasks}
+    pending = {self.remote.remote(*task.args(self.sweep, plain=True)): task
+               for task in tasks}
     while pending:
       done, _ = self.ray.wait(list(pending), num_returns=1)
+      task = pending.pop(done[0])
       try:
         outcome = self.ray.get(done[0])
       except Exception as error:  # the worker or its node died
-        outcome = _lost(error)
-      yield pending.pop(done[0]), outcome
+        outcome = _lost(error, task)
+      yield task.id, outcome
 
   def close(self):
     if self.started:
@@ -132,7 +163,7 @@ class Ray:
 def make_executor(sweep):
   """The executor that ``sweep.executor`` names."""
   if sweep.executor == 'sequential':
-    return Sequential()
+    return Sequential(sweep)
   if sweep.executor == 'pool':
     return Pool(sweep)
   if sweep.executor == 'ray':

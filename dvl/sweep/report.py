@@ -11,11 +11,18 @@ Reads ``sweep.json`` and ``results.jsonl`` and writes, next to them:
 * ``search_grid.png``: the φ = 1 candidates over α (x) and β (y), coloured by
   validation accuracy, each annotated with its γ; the chosen point and the
   paper's (α = 1.2, β = 1.1, γ = 1.15) marked;
-* ``report.md``: the chosen coefficients beside the paper's, whether
-  compound scaling won at matched MACs (from the numbers), and every trial.
+* ``report.md``: the chosen coefficients beside the paper's, with their
+  margin over the runner-up and how often the same candidate wins when the
+  seeds are resampled; the halving rungs; grid points that build the same
+  network; compound scaling against each single dimension at matched MACs
+  as seed-paired differences with 95% confidence intervals, at each budget;
+  and every trial.
 
-Selection uses validation accuracy, the scaling comparison test accuracy;
-points with several seeds show their mean and sample standard deviation.
+Selection uses validation accuracy, the scaling comparison test accuracy.
+Every accuracy is a mean over seeds with its 95% Student-t interval (error
+bars in the plots); a verdict ("wins", "loses", "no difference resolved at
+this budget") follows from the paired difference's interval alone
+(``dvl.sweep.stats``).
 The plots are drawn on ``matplotlib.figure.Figure`` objects (no pyplot
 state), so they can be made in any thread or process.
 """
@@ -25,7 +32,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from dvl.sweep import analysis, candidates, results
+from dvl.sweep import analysis, candidates, results, stats
 
 LABELS = {'compound': 'compound', 'depth': 'depth only', 'width': 'width only',
           'resolution': 'resolution only'}
@@ -44,13 +51,14 @@ def _pct(value) -> str:
 
 
 def _mean(point) -> str:
-  text = _pct(point['mean'])
-  return text + (f' ± {100 * point["spread"]:.2f}' if point['seeds'] > 1
-                 else '')
+  """A point's mean and 95% CI in percent: '84.31 ± 1.20' (or one seed)."""
+  return stats.fmt_pct(point['ci'])
 
 
 def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
-  """Test accuracy against ``cost`` ('macs' or 'params') per method."""
+  """Test accuracy against ``cost`` ('macs' or 'params') per method, with
+  95% intervals over seeds as error bars (the largest budget's series, the
+  others dashed)."""
   scale = 1e6
   unit = 'MACs per image (millions, log scale)' if cost == 'macs' else (
       'trainable parameters (millions, log scale)')
@@ -58,22 +66,33 @@ def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
   ax = fig.add_subplot()
   points = analysis.aggregate(rows, 'test_accuracy')
   grid = [p for p in points if p['kind'] == 'grid']
+  all_budgets = analysis.budgets(rows) or [None]
   if grid:
     ax.scatter([p[cost] / scale for p in grid],
                [100 * p['mean'] for p in grid], s=22, color='0.6',
                label='φ = 1 candidates (grid)', zorder=2)
-  for method, line in analysis.series(rows, 'test_accuracy').items():
-    ax.errorbar([p[cost] / scale for p in line],
-                [100 * p['mean'] for p in line],
-                yerr=[100 * p['spread'] for p in line], marker='o',
-                color=COLORS[method], label=LABELS[method], capsize=3,
-                # Compound on top: a single dimension may share its points.
-                zorder=5 if method == 'compound' else 3,
-                linewidth=2.5 if method == 'compound' else 1.5)
-    for p in line[1:]:
-      ax.annotate(f'φ={p["phi"]:g}', (p[cost] / scale, 100 * p['mean']),
-                  textcoords='offset points', xytext=(4, -10), fontsize=7,
-                  color=COLORS[method])
+  for budget in all_budgets:
+    main = budget == all_budgets[-1]
+    for method, line in analysis.series(rows, 'test_accuracy',
+                                        budget).items():
+      label = LABELS[method] + ('' if budget is None or len(all_budgets) == 1
+                                else f' (budget {budget:g})')
+      ax.errorbar([p[cost] / scale for p in line],
+                  [100 * p['mean'] for p in line],
+                  yerr=[100 * p['spread'] for p in line], marker='o',
+                  color=COLORS[method], label=label, capsize=3,
+                  linestyle='-' if main else '--', alpha=1.0 if main else 0.6,
+                  # Compound on top: a single dimension may share its points.
+                  zorder=5 if method == 'compound' else 3,
+                  linewidth=2.5 if method == 'compound' else 1.5)
+    if not main:
+      continue
+    for method, line in analysis.series(rows, 'test_accuracy',
+                                        budget).items():
+      for p in line[1:]:
+        ax.annotate(f'φ={p["phi"]:g}', (p[cost] / scale, 100 * p['mean']),
+                    textcoords='offset points', xytext=(4, -10), fontsize=7,
+                    color=COLORS[method])
   front = analysis.pareto(points, cost)
   if front:
     ax.step([p[cost] / scale for p in front],
@@ -88,7 +107,7 @@ def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
   ax.xaxis.set_minor_formatter(plain)
   ax.tick_params(axis='x', which='minor', labelsize=7)
   ax.set_xlabel(unit)
-  ax.set_ylabel('test accuracy (%)')
+  ax.set_ylabel('test accuracy (%, mean and 95% CI over seeds)')
   what = 'MACs' if cost == 'macs' else 'parameters'
   ax.set_title(f'{_title(sweep_config)}: accuracy vs {what} by scaling method')
   ax.grid(True, which='both', alpha=0.3)
@@ -101,8 +120,9 @@ def plot_grid(rows, sweep_config: dict, chosen) -> Figure:
   """The φ = 1 candidates over α and β, coloured by validation accuracy."""
   fig = Figure(figsize=(7, 5.2), dpi=120)
   ax = fig.add_subplot()
-  grid = [p for p in analysis.aggregate(rows, 'val_accuracy')
-          if p['kind'] == 'grid']
+  budget = max(analysis.budgets(rows) or [None],
+               key=lambda b: -1 if b is None else b)
+  grid = analysis.grid_points(rows, 'val_accuracy', budget)
   if grid:
     dots = ax.scatter([p['alpha'] for p in grid], [p['beta'] for p in grid],
                       c=[100 * p['mean'] for p in grid], cmap='viridis',
@@ -128,14 +148,24 @@ def plot_grid(rows, sweep_config: dict, chosen) -> Figure:
   return fig
 
 
+def _search_budget(rows):
+  return max(analysis.budgets(rows) or [None],
+             key=lambda b: -1 if b is None else b)
+
+
+def _coeff_text(p) -> str:
+  return f'α={p["alpha"]:g}, β={p["beta"]:g}, γ={p["gamma"]:g}'
+
+
 def _chosen_section(rows, sweep: dict, chosen) -> list[str]:
   lines = ['## Chosen coefficients (φ = 1)', '']
   if chosen is None:
     return lines + ['No φ = 1 candidate trained; see the trials below.', '']
+  budget = chosen.get('budget')
   test = {p['trials'][0]: p for p in analysis.aggregate(rows, 'test_accuracy')}
-  vals = analysis.aggregate(rows, 'val_accuracy')
-  paper = [p for p in vals if p['kind'] == 'grid' and
-           (p['alpha'], p['beta'], p['gamma']) == candidates.PAPER]
+  vals = analysis.grid_points(rows, 'val_accuracy', budget)
+  paper = [p for p in vals if (p['alpha'], p['beta'], p['gamma'])
+           == candidates.PAPER]
   lines += ['| | α | β | γ | α·β²·γ² | val acc (%) | test acc (%) | params '
             '| MACs (M) |', '|---|---|---|---|---|---|---|---|---|']
 
@@ -153,9 +183,70 @@ def _chosen_section(rows, sweep: dict, chosen) -> list[str]:
   lines.append(row('paper (Tan & Le 2019)', paper[0] if paper else None,
                    candidates.PAPER))
   lines += ['', f'Selected on {sweep["select"]} (mean over seeds '
-            f'{list(sweep["seeds"])}) among the candidates with '
+            f'{list(sweep["seeds"])}, 95% CI) among the candidates with '
             f'|α·β²·γ² − {sweep["target"]:g}| ≤ {sweep["tolerance"]:g}.', '']
+  firm = analysis.selection(rows, sweep['select'], budget)
+  if firm['margin'] is not None:
+    margin, other = firm['margin'], firm['runner_up']
+    word = stats.verdict(margin)
+    how = {stats.WINS: 'ahead of', stats.LOSES: 'behind'}.get(
+        word, 'not resolved against')
+    lines.append(
+        f'Margin over the runner-up ({_coeff_text(other)}): '
+        f'{stats.fmt_diff(margin)} points of validation accuracy, paired by '
+        f'seed: the chosen point is {how} it at this budget.')
+  if firm['frequency']:
+    freq = sorted(firm['frequency'].items(), key=lambda kv: -kv[1])
+    shown = ', '.join(f'α={k[0]:g} β={k[1]:g} γ={k[2]:g}: {100 * v:.0f}%'
+                      for k, v in freq[:4] if v > 0)
+    mine = firm['frequency'].get((chosen['alpha'], chosen['beta'],
+                                  chosen['gamma']), 0.0)
+    lines.append(
+        f'Resampling the seeds (2,000 paired bootstrap draws), the chosen '
+        f'point has the best mean in {100 * mine:.0f}% of draws ({shown}).')
+  return lines + ['']
+
+
+def _halving_section(rows) -> list[str]:
+  rungs = analysis.rungs(rows)
+  if not rungs:
+    return []
+  lines = ['## Successive halving', '',
+           'Every candidate trains on the full budget\'s schedule; a rung is '
+           'that run stopped early. The best candidates by mean validation '
+           'accuracy over the seeds go on, resumed from their checkpoints.',
+           '', '| rung | steps | candidates | Spearman vs previous rung '
+           '| stopped here |', '|---|---|---|---|---|']
+  for i, rung in enumerate(rungs):
+    later = set(rungs[i + 1]['points']) if i + 1 < len(rungs) else None
+    stopped = ([k for k in rung['points'] if k not in later]
+               if later is not None else [])
+    rho = rung.get('spearman')
+    rho_text = '—' if rho is None else (
+        f'{rho:.2f} (over {rung["compared"]})' if rho == rho
+        else f'undefined (over {rung["compared"]})')
+    names = '; '.join(f'α={k[0]:g} β={k[1]:g} γ={k[2]:g} '
+                      f'({stats.fmt_pct(rung["points"][k]["ci"])})'
+                      for k in stopped) or '—'
+    lines.append(f'| {i} | {rung["steps"]} | {len(rung["points"])} | '
+                 f'{rho_text} | {names} |')
+  lines += ['', 'Spearman is the rank correlation of the candidates\' mean '
+            'validation accuracy between a rung and the one before, over the '
+            'candidates that reached both: near 1, the short budget '
+            'predicted the long one.', '']
   return lines
+
+
+def _same_section(rows) -> list[str]:
+  pairs = analysis.same_networks(rows)
+  if not pairs:
+    return []
+  lines = ['## Grid points that build the same network', '']
+  for point, donor in pairs:
+    lines.append(f'- α={point[0]:g} β={point[1]:g} γ={point[2]:g} builds the '
+                 f'network of α={donor[0]:g} β={donor[1]:g} γ={donor[2]:g} '
+                 '(rounding of repeats, channels or sides): trained once.')
+  return lines + ['']
 
 
 def _network(row) -> str:
@@ -163,9 +254,10 @@ def _network(row) -> str:
   return row.get('same_as') or row['trial']
 
 
-def _shared(rows) -> dict:
+def _shared(rows, budget=None) -> dict:
   """{φ: single dimensions whose row trained the compound row's network}
   (a chosen point that scales one dimension only)."""
+  rows = [r for r in analysis.final(rows) if r.get('budget') == budget]
   compound = {r['phi']: _network(r) for r in rows if r['kind'] == 'compound'}
   shared = {}
   for r in rows:
@@ -175,43 +267,86 @@ def _shared(rows) -> dict:
   return shared
 
 
-def _verdict_section(rows) -> list[str]:
+def _budget_name(budget, sweep_config) -> str:
+  if budget is None:
+    return 'the train section\'s budget'
+  unit = 'epochs' if sweep_config['sweep']['budget'] == 'epochs' else 'steps'
+  return f'{budget:g} {unit}'
+
+
+def _comparison_text(entry, shared) -> list[str]:
+  out = []
+  for method, c in entry['comparisons'].items():
+    name = LABELS[method]
+    if method in shared.get(entry['phi'], ()):
+      out.append(f'compound and {name} build the same network: a tie')
+      continue
+    diff = stats.fmt_diff(c['diff'])
+    text = (f'against {name}: compound {c["verdict"]} ({diff} points)'
+            if c['verdict'] != stats.UNRESOLVED else
+            f'against {name}: {c["verdict"]} ({diff} points)')
+    if c['verdict'] == stats.UNRESOLVED:
+      n = c['seeds_needed']
+      text += (f'; about {n} seeds would resolve a true difference of 1 '
+               'point at this spread' if n else
+               '; the spread over seeds is unknown with one seed')
+    out.append(text)
+  return out
+
+
+def _verdict_section(rows, sweep_config: dict) -> list[str]:
   lines = ['## Compound scaling against one dimension at matched MACs', '']
-  table = analysis.matched_macs(rows, 'test_accuracy')
-  if not table:
+  budgets = analysis.budgets(rows)
+  if not budgets:
     return lines + ['No scale-up trial trained yet.', '']
-  lines += ['| φ | method | test acc (%) | MACs (M) | MACs vs compound |',
-            '|---|---|---|---|---|']
-  shared, wins = _shared(rows), []
-  for entry in table:
-    ref = entry['entries'].get('compound')
-    for method, p in entry['entries'].items():
-      ratio = f'{p["macs"] / ref["macs"]:.2f}x' if ref else '—'
-      best = ' (best)' if method == entry['winner'] else ''
-      lines.append(f'| {entry["phi"]:g} | {LABELS[method]}{best} | '
-                   f'{_mean(p)} | {p["macs"] / 1e6:.2f} | {ratio} |')
-    if ref and len(entry['entries']) > 1:
-      # The same network under two names is a tie, not a win.
-      wins.append((entry['phi'], entry['winner'] == 'compound'
-                   and entry['phi'] not in shared))
-  won = [phi for phi, w in wins if w]
-  if wins:
-    verdict = (f'Compound scaling had the best test accuracy at {len(won)} '
-               f'of {len(wins)} φ values'
-               + (f' (φ = {", ".join(f"{p:g}" for p in won)})' if won else '')
-               + '. ')
-    verdict += ('It won at every φ on this proxy.' if len(won) == len(wins)
-                else 'It did not win at every φ on this proxy.' if won
-                else 'It won at no φ on this proxy.')
-    for phi, kinds in sorted(shared.items()):
-      names = ' and '.join(LABELS[k] for k in sorted(kinds))
-      verdict += (f' At φ = {phi:g} the chosen coefficients build the same '
-                  f'network as {names}: those rows are one trial and tie.')
-    lines += ['', verdict + ' Each single-dimension row is matched to the '
-              "compound row's counted MACs as closely as the rounding of "
-              'repeats, channels and sides allows; the last column shows '
-              'how closely.']
-  return lines + ['']
+  winners = {}
+  for budget in budgets:
+    table = analysis.matched_macs(rows, 'test_accuracy', budget)
+    if len(budgets) > 1:
+      lines += [f'### Budget: {_budget_name(budget, sweep_config)}', '']
+    lines += ['| φ | method | seeds | test acc (%, 95% CI) | MACs (M) | MACs vs '
+              'compound | compound − method (points, 95% CI) | verdict |',
+              '|---|---|---|---|---|---|---|---|']
+    shared = _shared(rows, budget)
+    for entry in table:
+      ref = entry['entries'].get('compound')
+      for method, p in entry['entries'].items():
+        ratio = f'{p["macs"] / ref["macs"]:.2f}x' if ref else '—'
+        c = entry['comparisons'].get(method)
+        same = method in shared.get(entry['phi'], ())
+        diff = stats.fmt_diff(c['diff']) if c else '—'
+        word = ('same network' if same else c['verdict']) if c else '—'
+        lines.append(f'| {entry["phi"]:g} | {LABELS[method]} | {p["seeds"]} '
+                     f'| {_mean(p)} | {p["macs"] / 1e6:.2f} | {ratio} | '
+                     f'{diff} | {word} |')
+      winners.setdefault(entry['phi'], {})[budget] = entry['winner']
+    lines.append('')
+    for entry in table:
+      said = _comparison_text(entry, shared)
+      if said:
+        lines.append(f'- φ = {entry["phi"]:g}: ' + '; '.join(said) + '.')
+    lines += ['', 'A verdict comes from the paired difference\'s 95% interval '
+              'alone: "wins" when it lies above 0, "loses" when below, '
+              'otherwise no difference is resolved at this budget. Rows are '
+              'paired by seed (the same data order and initialisation key). '
+              'Each single-dimension row is matched to the compound row\'s '
+              'counted MACs as closely as the rounding of repeats, channels '
+              'and sides allows; the MACs column shows how closely.', '']
+  changed = {phi: by for phi, by in winners.items()
+             if len(set(by.values())) > 1}
+  if len(budgets) > 1:
+    if changed:
+      for phi, by in sorted(changed.items()):
+        seq = ', '.join(f'{LABELS[m]} at {_budget_name(b, sweep_config)}'
+                        for b, m in by.items())
+        lines.append(f'- **φ = {phi:g}: the method with the best mean '
+                     f'changes with the budget** ({seq}); read the intervals '
+                     'above before taking either.')
+    else:
+      lines.append('The method with the best mean is the same at every '
+                   'budget for every φ.')
+    lines.append('')
+  return lines
 
 
 def _trials_section(rows) -> list[str]:
@@ -247,18 +382,32 @@ def markdown(sweep_config: dict, rows) -> str:
                       f'{"" if train["epochs"] == 1 else "s"} each',
             'macs': 'equal training MACs (steps × MACs per image) to the '
                     'baseline\'s'}[sweep['budget']]
+  rows = [r for r in rows if r['seed'] in set(sweep['seeds'])]
   try:
-    chosen = analysis.choose(rows, sweep['select'])
+    chosen = analysis.choose(rows, sweep['select'], _search_budget(rows))
   except RuntimeError:
     chosen = None
+  if sweep.get('budgets'):
+    budget = (', '.join(f'{b:g}' for b in sweep['budgets'])
+              + (' epochs' if sweep['budget'] == 'epochs' else ' steps')
+              + ' (the search at the largest)')
+  search = sweep.get('search', 'grid')
+  final = analysis.final(rows)
   lines = [f'# Compound-scaling search: {_title(sweep_config)}', '',
-           f'Budget: {budget}. Input sides are rounded to a multiple of '
-           f'{sweep["resolution_multiple"]}. {len(rows)} trials, '
-           f'{sum(r["status"] == "ok" and not r.get("same_as") for r in rows)}'
-           ' networks trained (a trial that builds a network already '
+           f'Budget: {budget}. Seeds: {len(sweep["seeds"])} '
+           f'({", ".join(map(str, sweep["seeds"]))}), each network\'s seeds '
+           f'trained as one population. Search: {search}'
+           + (f' (η = {sweep["halving"]["eta"]}, {sweep["halving"]["rungs"]} '
+              'rungs)' if search == 'halving' else '')
+           + f'. Input sides are rounded to a multiple of '
+           f'{sweep["resolution_multiple"]}. {len(final)} trials, '
+           f'{sum(r["status"] == "ok" and not r.get("same_as") for r in final)}'
+           ' trained to the full budget (a trial that builds a network already '
            'trained shares its result).', '']
   lines += _chosen_section(rows, sweep, chosen)
-  lines += _verdict_section(rows)
+  lines += _halving_section(rows)
+  lines += _same_section(rows)
+  lines += _verdict_section(rows, sweep_config)
   lines += ['## Plots', ''] + [f'![{p[:-4]}]({p})' for p in PLOTS] + ['']
   lines += _trials_section(rows)
   return '\n'.join(lines)
@@ -268,8 +417,10 @@ def write(workdir) -> str:
   """Writes ``report.md`` and the plots into ``workdir``; returns the text."""
   sweep_config, rows = results.load(workdir)
   workdir = Path(workdir)
+  rows = [r for r in rows if r['seed'] in set(sweep_config['sweep']['seeds'])]
   try:
-    chosen = analysis.choose(rows, sweep_config['sweep']['select'])
+    chosen = analysis.choose(rows, sweep_config['sweep']['select'],
+                             _search_budget(rows))
   except RuntimeError:
     chosen = None
   figures = (plot_scaling(rows, sweep_config, 'macs'),

@@ -6,7 +6,9 @@ Layout of a sweep workdir::
     workdir/results.jsonl    one JSON object per finished trial (append-only;
                              ``COLUMNS``, the hash of the trial's train
                              config and the sweep's fingerprint)
-    workdir/results.csv      the same rows as a table, rewritten from it
+    workdir/trials.csv       the same rows as a table, rewritten from it
+    workdir/results.csv      one line per point: accuracies as means over
+                             seeds with their 95% intervals
     workdir/trials/<id>/     each trial's run: config.json, metrics,
                              TensorBoard events, checkpoints, summary.json
 
@@ -27,14 +29,17 @@ from pathlib import Path
 
 from dvl.sweep.trials import digest
 
-# Fields that change how a sweep runs, not what it computes.
+# Fields that change how a sweep runs, not what it computes. ``sweep.seeds``
+# is one of them: a trial's id names its seed, so a rerun with more seeds
+# keeps every trial already done and trains only the new seeds.
 FREE_FIELDS = ('sweep.executor', 'sweep.workers', 'sweep.threads_per_worker',
-               'sweep.gpus_per_worker', 'sweep.ray_address', 'sweep.report')
+               'sweep.gpus_per_worker', 'sweep.ray_address', 'sweep.report',
+               'sweep.seeds', 'sweep.population', 'sweep.population_memory_gb')
 COLUMNS = ('trial', 'kind', 'phi', 'seed', 'label', 'backbone', 'alpha',
            'beta', 'gamma', 'd', 'w', 'r', 'resolution', 'params', 'macs',
            'steps', 'val_accuracy', 'best_val_accuracy', 'test_accuracy',
            'test_loss', 'train_s', 'compile_s', 'wall_s', 'status', 'reason',
-           'same_as')
+           'same_as', 'budget', 'rung_of', 'population')
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
@@ -138,6 +143,11 @@ class ResultStore:
             f'{"; ..." if len(keys) > 6 else ""}). Its results would mix '
             'with this sweep\'s: use a new --workdir, or rerun with the '
             f'config saved in {path} to continue that sweep.')
+      if stored['config'] != json.loads(json.dumps(config, default=str)):
+        # Another seed list or executor: the stored config follows.
+        _write_atomic(path, json.dumps(
+            {'fingerprint': self.fingerprint, 'config': config}, indent=2,
+            default=str) + '\n')
       return
     if (self.workdir / 'results.jsonl').exists():
       raise ValueError(f'{self.workdir} has results.jsonl but no sweep.json, '
@@ -146,6 +156,12 @@ class ResultStore:
     _write_atomic(path, json.dumps(
         {'fingerprint': self.fingerprint, 'config': config}, indent=2,
         default=str) + '\n')
+
+  def current(self, seeds) -> list[dict]:
+    """The rows of the seeds in ``seeds`` (a sweep rerun with fewer seeds
+    reads only those)."""
+    seeds = set(seeds)
+    return [r for r in self.rows.values() if r['seed'] in seeds]
 
   def trial_dir(self, trial_id: str) -> Path:
     return self.workdir / 'trials' / trial_id
@@ -167,11 +183,44 @@ class ResultStore:
     self.write_csv()
 
   def write_csv(self) -> None:
+    """``trials.csv`` (one row per trial) and ``results.csv`` (one row per
+    point: its accuracies as means over seeds with 95% intervals)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction='ignore')
     writer.writeheader()
     writer.writerows(self.rows.values())
-    _write_atomic(self.workdir / 'results.csv', out.getvalue())
+    _write_atomic(self.workdir / 'trials.csv', out.getvalue())
+    _write_atomic(self.workdir / 'results.csv',
+                  points_csv(list(self.rows.values())))
+
+
+POINT_COLUMNS = ('kind', 'phi', 'budget', 'alpha', 'beta', 'gamma', 'd', 'w',
+                 'r', 'resolution', 'params', 'macs', 'seeds')
+
+
+def points_csv(rows: list[dict]) -> str:
+  """One line per point of the sweep (seeds pooled, rungs left out):
+  each accuracy's mean and 95% CI (``low``, ``high``) over its seeds."""
+  from dvl.sweep import analysis
+  metrics = ('val_accuracy', 'test_accuracy')
+  by_metric = {m: {tuple(p['trials']): p for p in analysis.aggregate(rows, m)}
+               for m in metrics}
+  columns = list(POINT_COLUMNS) + [f'{m}_{part}' for m in metrics
+                                   for part in ('mean', 'low', 'high')]
+  columns.append('trials')
+  out = io.StringIO()
+  writer = csv.DictWriter(out, fieldnames=columns, extrasaction='ignore')
+  writer.writeheader()
+  for trials, point in by_metric['val_accuracy'].items():
+    line = {k: point.get(k) for k in POINT_COLUMNS}
+    for m in metrics:
+      p = by_metric[m].get(trials)
+      if p is not None:
+        line.update({f'{m}_mean': p['ci'].mean, f'{m}_low': p['ci'].low,
+                     f'{m}_high': p['ci'].high})
+    line['trials'] = ' '.join(trials)
+    writer.writerow(line)
+  return out.getvalue()
 
 
 def load(workdir) -> tuple[dict, list[dict]]:

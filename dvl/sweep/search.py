@@ -27,13 +27,14 @@ from pathlib import Path
 from absl import logging
 
 from dvl.sweep import analysis, candidates, report, results
-from dvl.sweep.executors import EXECUTORS, make_executor
-from dvl.sweep.trials import Planned, Planner, Trial
+from dvl.sweep.executors import EXECUTORS, Task, make_executor
+from dvl.sweep.trials import Planned, Planner, Trial, digest
 
 RESULT_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
                  'test_loss', 'params', 'macs', 'steps', 'train_s',
-                 'compile_s', 'wall_s', 'status', 'reason')
+                 'compile_s', 'wall_s', 'status', 'reason', 'population')
 SELECT = ('val_accuracy', 'best_val_accuracy')
+SEARCHES = ('grid', 'halving')
 MATCH_STEPS = 8  # bisections of a single-dimension multiplier
 
 
@@ -46,60 +47,108 @@ def _line(planned: Planned, row: dict) -> str:
   point = (f'alpha={t.alpha:g} beta={t.beta:g} gamma={t.gamma:g}'
            if t.kind in ('grid', 'compound') and t.alpha is not None else
            f'd={t.d:.3g} w={t.w:.3g} r={t.r:.3g}')
-  head = (f'{planned.id} [{t.kind} phi={t.phi:g} seed={t.seed} {point}; '
-          f'{planned.side}px, {(planned.macs or 0) / 1e6:.1f}M MACs]')
+  rung = f' rung {row["rung"]} (step {row["steps"]})' if row.get(
+      'rung') is not None else ''
+  head = (f'{row["trial"]} [{t.kind} phi={t.phi:g} seed={t.seed} {point}; '
+          f'{planned.side}px, {(planned.macs or 0) / 1e6:.1f}M MACs{rung}]')
   if row['status'] != 'ok':
     return f'{head}: {row["status"]}: {row["reason"]}'
   how = (f'same network as {row["same_as"]}' if row.get('same_as') else
-         f'{row["wall_s"]:.0f}s, compile {row["compile_s"] or 0:.1f}s')
+         f'{row["wall_s"] or 0:.0f}s with {row.get("population") or 1} '
+         f'seed(s), compile {row["compile_s"] or 0:.1f}s')
   return (f'{head}: val {_pct(row["val_accuracy"])}, test '
           f'{_pct(row["test_accuracy"])} ({how})')
 
 
+def rung_id(trial_id: str, steps: int) -> str:
+  """The results row of ``trial_id`` stopped at a halving rung."""
+  return f'{trial_id}@{steps}'
+
+
 class Runner:
-  """Runs planned trials through an executor into a ``ResultStore``."""
+  """Runs planned trials through an executor into a ``ResultStore``.
+
+  The seeds of one network (plans equal but for ``train.seed``) train as
+  one population (``dvl.train.population``) in ``trials/pop-<hash>/``;
+  each seed reports in its own ``trials/<id>/``. ``stop_at`` trains them to
+  that step only: a halving rung, recorded as rows ``<id>@<step>``.
+  """
 
   def __init__(self, store: results.ResultStore, executor):
     self.store, self.executor = store, executor
 
-  def _record(self, planned: Planned, outcome: dict, same_as=None) -> None:
+  def _record(self, planned: Planned, outcome: dict, same_as=None,
+              stop_at=None) -> None:
     row = {**planned.row(), 'content': planned.content, 'same_as': same_as}
     row.update({k: outcome[k] for k in RESULT_FIELDS if k in outcome})
+    if stop_at is not None:
+      row.update(trial=rung_id(planned.id, stop_at), rung_of=planned.id,
+                 steps=stop_at)
     self.store.add(row)
     print(_line(planned, row), flush=True)
 
-  def _done_with(self, content: str):
+  def _done_with(self, content: str, stop_at):
+    """A row that trained the same network with the same seed and budget
+    to the same step (a rung row for a rung, a final row otherwise)."""
     for row in self.store.rows.values():
-      if row.get('content') == content:
+      if row.get('content') != content:
+        continue
+      if stop_at is None and row.get('rung_of') is None:
+        return row
+      if stop_at is not None and row.get('rung_of') and (
+          row['steps'] == stop_at):
         return row
     return None
 
-  def run(self, plans: list[Planned]) -> bool:
+  def run(self, plans: list[Planned], stop_at: int | None = None) -> bool:
     """Trains what is not done yet; False when a SIGTERM stopped it."""
+    key = (lambda p: p.id) if stop_at is None else (
+        lambda p: rung_id(p.id, stop_at))
     groups = {}
     for planned in plans:
-      if planned.id in self.store.rows:
+      if key(planned) in self.store.rows:
         continue
       if planned.error:
-        self._record(planned, {'status': 'invalid', 'reason': planned.error})
-      elif (donor := self._done_with(planned.content)) is not None:
-        self._record(planned, donor, same_as=donor['trial'])
+        self._record(planned, {'status': 'invalid', 'reason': planned.error},
+                     stop_at=stop_at)
+      elif (donor := self._done_with(planned.content, stop_at)) is not None:
+        self._record(planned, donor, same_as=donor['trial'], stop_at=stop_at)
       else:
         groups.setdefault(planned.content, []).append(planned)
-    done = len([p for p in plans if p.id in self.store.rows])
-    print(f'{len(groups)} trial(s) to train; {done} of {len(plans)} done',
-          flush=True)
-    firsts = {group[0].id: group for group in groups.values()}
-    tasks = [(p.id, p.config, self.store.trial_dir(p.id))
-             for p, *_ in groups.values()]
-    for trial_id, outcome in self.executor.run(tasks):
-      if outcome['status'] == 'stopped':
+    done = len([p for p in plans if key(p) in self.store.rows])
+    populations = {}
+    for group in groups.values():
+      populations.setdefault(group[0].family, []).append(group)
+    print(f'{len(groups)} trial(s) to train as {len(populations)} '
+          f'population(s); {done} of {len(plans)} done'
+          + (f' (rung: {stop_at} steps)' if stop_at else ''), flush=True)
+    tasks, owners = [], {}
+    for family, members in populations.items():
+      seeds = sorted(g[0].trial.seed for g in members)
+      task_id = f'pop-{digest([family, seeds])[:10]}'
+      members = sorted(members, key=lambda g: g[0].trial.seed)
+      first = members[0][0]
+      tasks.append(Task(
+          task_id, first.config, self.store.trial_dir(task_id),
+          [(g[0].id, g[0].trial.seed, self.store.trial_dir(g[0].id))
+           for g in members], stop_at))
+      owners[task_id] = {g[0].id: g for g in members}
+    for task_id, outcomes in self.executor.run(tasks):
+      if any(o['status'] == 'stopped' for o in outcomes.values()):
         return False
-      first, *others = firsts[trial_id]
-      self._record(first, outcome)
-      for planned in others:
-        self._record(planned, outcome, same_as=first.id)
+      for trial_id, outcome in outcomes.items():
+        first, *others = owners[task_id][trial_id]
+        self._record(first, outcome, stop_at=stop_at)
+        for planned in others:
+          self._record(planned, outcome, same_as=key(first), stop_at=stop_at)
     return True
+
+
+def halving_rungs(total_steps: int, eta: int, rungs: int) -> list[int]:
+  """The steps of each rung of successive halving: ``total / η^(R-1-i)``,
+  rounded up, the last rung the full budget."""
+  return [max(1, math.ceil(total_steps / eta ** (rungs - 1 - i)))
+          for i in range(rungs)]
 
 
 def check(sweep) -> list[tuple]:
@@ -112,23 +161,123 @@ def check(sweep) -> list[tuple]:
                      f'choose from {", ".join(candidates.SINGLE_DIMENSIONS)}')
   if sweep.max_phi < 1:
     raise ValueError(f'sweep.max_phi must be >= 1; got {sweep.max_phi}')
-  if not sweep.seeds:
-    raise ValueError('sweep.seeds is empty: give at least one seed')
+  seeds = list(sweep.seeds)
+  if not seeds:
+    raise ValueError('sweep.seeds is empty: give at least one seed, e.g. '
+                     '(0, 1, 2); three or more give confidence intervals')
+  if any(not isinstance(s, int) or s < 0 for s in seeds):
+    raise ValueError(f'sweep.seeds must be non-negative integers; got '
+                     f'{tuple(seeds)}')
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f'sweep.seeds lists a seed twice: {tuple(seeds)}')
   if sweep.select not in SELECT:
     raise ValueError(f'sweep.select must be one of {", ".join(SELECT)}; got '
                      f'{sweep.select!r}')
   if sweep.executor not in EXECUTORS:
     raise ValueError(f'unknown sweep.executor {sweep.executor!r}; choose one '
                      f'of: {", ".join(EXECUTORS)}')
+  if sweep.search not in SEARCHES:
+    raise ValueError(f'sweep.search must be one of {", ".join(SEARCHES)}; '
+                     f'got {sweep.search!r}')
+  if sweep.population not in population_modes():
+    raise ValueError(f'sweep.population must be one of '
+                     f'{", ".join(population_modes())}; got '
+                     f'{sweep.population!r}')
+  if sweep.search == 'halving':
+    if not (isinstance(sweep.halving.eta, int) and sweep.halving.eta >= 2):
+      raise ValueError(f'sweep.halving.eta must be an integer >= 2 (each '
+                       f'rung keeps 1/eta of the candidates); got '
+                       f'{sweep.halving.eta}')
+    if sweep.halving.rungs < 1:
+      raise ValueError(f'sweep.halving.rungs must be >= 1; got '
+                       f'{sweep.halving.rungs}')
+  budgets = list(sweep.budgets)
+  if any(not b > 0 for b in budgets):
+    raise ValueError(f'sweep.budgets must all be > 0; got {tuple(budgets)}')
+  if any(b >= c for b, c in zip(budgets, budgets[1:])):
+    raise ValueError(f'sweep.budgets must increase, e.g. (1, 4); got '
+                     f'{tuple(budgets)}')
   return points
 
 
-def search_trials(planner: Planner, points, seeds) -> list[Planned]:
+def population_modes() -> tuple:
+  from dvl.train.population import MODES
+  return MODES
+
+
+def check_rungs(planner: Planner, sweep) -> list[int]:
+  """The halving rungs' steps; raises when the smallest is under a step."""
+  total = planner.budget_steps(search_budget(sweep))
+  eta, count = sweep.halving.eta, sweep.halving.rungs
+  smallest = total / eta ** (count - 1)
+  if smallest < 1:
+    raise ValueError(
+        f'the smallest halving rung would train {smallest:.2g} steps '
+        f'({total} steps / {eta}^{count - 1}): use fewer sweep.halving.rungs,'
+        ' a smaller eta, or a longer budget')
+  return halving_rungs(total, eta, count)
+
+
+def search_budget(sweep):
+  """The budget the φ = 1 search trains at: the largest of
+  ``sweep.budgets``, else the train section's (None)."""
+  return max(sweep.budgets) if sweep.budgets else None
+
+
+def search_trials(planner: Planner, points, seeds,
+                  budget=None) -> list[Planned]:
   """The baseline and every φ = 1 candidate, for every seed."""
-  trials = [Trial('baseline', 0, 1.0, 1.0, 1.0, seed) for seed in seeds]
-  trials += [Trial('grid', 1, a, b, g, seed, a, b, g)
+  trials = [Trial('baseline', 0, 1.0, 1.0, 1.0, seed, budget=budget)
+            for seed in seeds]
+  trials += [Trial('grid', 1, a, b, g, seed, a, b, g, budget=budget)
              for a, b, g in points for seed in seeds]
   return [planner.plan(t) for t in trials]
+
+
+def _point(planned: Planned) -> tuple:
+  t = planned.trial
+  return (t.alpha, t.beta, t.gamma)
+
+
+def successive_halving(runner: Runner, planner: Planner, plans, sweep
+                       ) -> bool:
+  """Trains the φ = 1 candidates by successive halving (Jamieson &
+  Talwalkar 2016; Li et al. 2018): all start at the smallest rung, the
+  best ``1/η`` by mean validation accuracy over the seeds go on to ``η``
+  times the steps, resumed from their checkpoints, until the full budget.
+
+  Written here rather than taken from Ray Tune's ASHA or Optuna's pruners:
+  the rungs are synchronous, so which candidates go on depends on the
+  results alone, not on which worker finished first, and a killed sweep
+  replays the same promotions from ``results.jsonl``; every executor
+  (in-process, pool, Ray) runs the rungs unchanged. Every candidate trains
+  on the full budget's schedule, so a rung is that run stopped early.
+  """
+  rungs = check_rungs(planner, sweep)
+  grid = [p for p in plans if p.trial.kind == 'grid']
+  others = [p for p in plans if p.trial.kind != 'grid']
+  alive = sorted({_point(p) for p in grid})
+  for index, steps in enumerate(rungs):
+    mine = [p for p in grid if _point(p) in alive]
+    last = index == len(rungs) - 1
+    if not runner.run(mine + (others if last else []),
+                      stop_at=None if last else steps):
+      return False
+    if last:
+      return True
+    keep = max(1, math.ceil(len(alive) / sweep.halving.eta))
+    scores = {}
+    for p in mine:
+      row = runner.store.rows[rung_id(p.id, steps)]
+      value = row.get(sweep.select if sweep.select in row else
+                      'val_accuracy')
+      if row['status'] == 'ok' and value is not None:
+        scores.setdefault(_point(p), []).append(value)
+    ranked = sorted(scores, key=lambda k: -sum(scores[k]) / len(scores[k]))
+    alive = sorted(ranked[:keep])
+    print(f'rung {index} ({steps} steps): {len(alive)} of '
+          f'{len(scores)} candidates go on', flush=True)
+  return True
 
 
 def matched(planner: Planner, kind: str, phi: int, chosen: tuple,
@@ -160,18 +309,21 @@ def matched(planner: Planner, kind: str, phi: int, chosen: tuple,
   return best[1]
 
 
-def scale_up_trials(planner: Planner, chosen: tuple, sweep) -> list[Planned]:
+def scale_up_trials(planner: Planner, chosen: tuple, sweep,
+                    budget=None) -> list[Planned]:
   """Compound φ = 1 … max_phi and, at its counted MACs, each single
-  dimension of ``sweep.baselines``."""
+  dimension of ``sweep.baselines``, at ``budget``."""
   plans = []
   for phi in range(1, sweep.max_phi + 1):
     d, w, r = (c ** phi for c in chosen)
-    compound = [planner.plan(Trial('compound', phi, d, w, r, seed, *chosen))
+    compound = [planner.plan(Trial('compound', phi, d, w, r, seed, *chosen,
+                                   budget=budget))
                 for seed in sweep.seeds]
     plans += compound
     for kind in sweep.baselines:
       dwr = matched(planner, kind, phi, chosen, compound[0].macs)
-      plans += [planner.plan(Trial(kind, phi, *dwr, seed, *chosen))
+      plans += [planner.plan(Trial(kind, phi, *dwr, seed, *chosen,
+                                   budget=budget))
                 for seed in sweep.seeds]
   return plans
 
@@ -183,20 +335,33 @@ def run(config, workdir: str) -> dict | None:
   points = check(sweep)
   results.check_writable(Path(workdir))
   planner = Planner(config)
+  if sweep.search == 'halving':
+    check_rungs(planner, sweep)
   store = results.ResultStore(workdir, config.to_dict())
   executor = make_executor(sweep)
+  budget = search_budget(sweep)
   try:
     runner = Runner(store, executor)
-    if not runner.run(search_trials(planner, points, sweep.seeds)):
+    plans = search_trials(planner, points, sweep.seeds, budget)
+    if sweep.search == 'halving':
+      finished = successive_halving(runner, planner, plans, sweep)
+    else:
+      finished = runner.run(plans)
+    if not finished:
       return _stopped()
-    best = analysis.choose(store.rows.values(), sweep.select)
+    rows = store.current(sweep.seeds)
+    best = analysis.choose(rows, sweep.select, budget=budget)
     chosen = (best['alpha'], best['beta'], best['gamma'])
     print(f'chosen alpha={chosen[0]:g} beta={chosen[1]:g} gamma={chosen[2]:g}'
           f': {sweep.select} {_pct(best["mean"])} at '
           f'{best["macs"] / 1e6:.1f}M MACs (the paper: alpha=1.2, beta=1.1, '
           'gamma=1.15)', flush=True)
-    if not runner.run(scale_up_trials(planner, chosen, sweep)):
-      return _stopped()
+    for each in (list(sweep.budgets) or [None]):
+      plans = scale_up_trials(planner, chosen, sweep, each)
+      if each is not None and each != budget:
+        plans += search_trials(planner, [], sweep.seeds, each)
+      if not runner.run(plans):
+        return _stopped()
   finally:
     executor.close()
   if sweep.report:

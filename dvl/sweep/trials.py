@@ -43,6 +43,7 @@ class Trial:
   beta: float | None = None
   gamma: float | None = None
   label: str = ''
+  budget: float | None = None  # epochs or steps (sweep.budget); None: the config's
 
 
 @dataclasses.dataclass
@@ -52,6 +53,7 @@ class Planned:
   id: str
   config: ml_collections.ConfigDict | None
   content: str  # ``network_digest``: equal networks and budgets
+  family: str  # ``content`` without the seed: the members of a population
   backbone: str
   side: int
   params: int | None = None
@@ -66,6 +68,7 @@ class Planned:
                 beta=t.beta, gamma=t.gamma, d=round(t.d, 4),
                 w=round(t.w, 4), r=round(t.r, 4), resolution=self.side,
                 params=self.params, macs=self.macs,
+                budget=t.budget,
                 steps=self.config.train.steps if self.config else None)
 
 
@@ -126,8 +129,8 @@ class Planner:
     pipeline = make_pipeline(input_cfg, seed=0)
     self.num_classes = pipeline.num_classes
     self.channels = pipeline.image_shape[-1]
-    self.base_steps = config.train.steps or max(
-        1, math.ceil(config.train.epochs * pipeline.steps_per_epoch))
+    self.steps_per_epoch = pipeline.steps_per_epoch
+    self.base_steps = self.budget_steps(None)
     if self.sweep.budget == 'steps' and not config.train.steps:
       raise ValueError("sweep.budget = 'steps' trains every trial for "
                        'train.steps steps: set train.steps above 0, or use '
@@ -138,6 +141,17 @@ class Planner:
       raise ValueError(f'the baseline {self.model["name"]} cannot run at '
                        f'{self.base_side}x{self.base_side}: {base}')
     self.base_macs = base.macs
+
+  def budget_steps(self, budget: float | None) -> int:
+    """The baseline's training steps at ``budget`` (epochs when
+    ``sweep.budget = 'epochs'``, else steps; None: the train section's)."""
+    train = self.config.train
+    if budget is None:
+      return train.steps or max(
+          1, math.ceil(train.epochs * self.steps_per_epoch))
+    if self.sweep.budget == 'epochs':
+      return max(1, math.ceil(budget * self.steps_per_epoch))
+    return max(1, int(budget))
 
   def cost(self, model_cfg: dict, side: int):
     """The network's ``flops.Cost``, or why it cannot be built (a str)."""
@@ -168,13 +182,21 @@ class Planner:
     model_cfg = scaled_model(self.model, side, trial.d, trial.w, multiple)
     cost = self.cost(model_cfg, side)
     steps = None
+    if trial.budget is not None:
+      steps = self.budget_steps(trial.budget)
     if self.sweep.budget == 'macs' and not isinstance(cost, str):
-      steps = max(1, round(self.base_steps * self.base_macs / cost.macs))
+      steps = max(1, round(self.budget_steps(trial.budget) * self.base_macs
+                           / cost.macs))
     config = self.train_config(model_cfg, side, trial.seed, steps)
     content = network_digest(config, cost)
+    unseeded = copy.deepcopy(config)
+    unseeded.train.seed = 0
     point = dataclasses.asdict(trial)
+    if trial.budget is None:
+      point.pop('budget')  # ids of sweeps without budgets stay as they were
     planned = Planned(
         trial=trial, config=config, content=content,
+        family=network_digest(unseeded, cost),
         id=f'{trial.kind}{trial.phi:g}-{digest([point, content])[:8]}',
         backbone=self.model['name'], side=side)
     if isinstance(cost, str):

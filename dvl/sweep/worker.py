@@ -47,6 +47,48 @@ def _status(error: BaseException) -> str:
   return 'failed'
 
 
+def _outcome(results: dict) -> dict:
+  """A results row's fields from a member's results."""
+  outcome = {k: results.get(k) for k in SUMMARY_FIELDS}
+  outcome['train_s'] = results.get('train_s')
+  outcome['population'] = results.get('population')
+  if results.get('diverged'):
+    return {**outcome, 'status': 'diverged', 'reason': results['diverged']}
+  outcome['status'] = 'ok'
+  return outcome
+
+
+def run_population(config, workdir: str, members, stop_at=None,
+                   mode: str = 'auto', memory_gb: float = 0.0) -> dict:
+  """Trains the seeds of one trial config as a population
+  (``dvl.train.population``) in ``workdir``; returns ``{trial_id: outcome}``.
+
+  ``members`` lists ``(trial_id, seed, trial_dir)``. Each outcome is that of
+  ``run_trial``; a failure of the population is every member's outcome. With
+  ``stop_at`` the members train to that step only (a halving rung) and have
+  no test accuracy.
+  """
+  import ml_collections
+  from dvl.train import population
+  if isinstance(config, dict):
+    config = ml_collections.ConfigDict(config)
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  ids = [m[0] for m in members]
+  try:
+    results = population.run(config, workdir, [m[1] for m in members],
+                             [m[2] for m in members], stop_at=stop_at,
+                             mode=mode, memory_limit_gb=memory_gb)
+  except Exception as error:  # recorded: the sweep goes on
+    Path(workdir, 'error.txt').write_text(traceback.format_exc())
+    reason = f'{type(error).__name__}: {error}'.strip()
+    return {i: {'status': _status(error), 'reason': reason[:500]}
+            for i in ids}
+  if results is None:
+    return {i: {'status': 'stopped'} for i in ids}
+  return {trial_id: _outcome(results[seed])
+          for trial_id, seed, _ in members}
+
+
 def run_trial(config, workdir: str) -> dict:
   """Trains one trial config (a ConfigDict or its dict) in ``workdir``;
   returns its outcome.

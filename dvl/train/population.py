@@ -228,7 +228,7 @@ class _Group:
         t0 = time.perf_counter()
         compile_check(self.pop, first)
         state = self._steps(state, start, end, first, batches, writers,
-                            diverged)
+                            diverged, t0)
         jax.block_until_ready(state)
         elapsed = time.perf_counter() - t0
         compile_s = self._compile_s
@@ -255,12 +255,13 @@ class _Group:
         writer.close()
       self.ckpt.close()
 
-  def _steps(self, state, start, end, first, batches, writers, diverged):
-    """Steps ``start + 1 .. end``; records compile time and pauses."""
+  def _steps(self, state, start, end, first, batches, writers, diverged,
+             t0):
+    """Steps ``start + 1 .. end``; records the compile time (from ``t0``
+    to the end of the first step) and pauses."""
     job = self.job
     train = job.config.train
     self._paused, self._compile_s = 0.0, None
-    t0 = time.perf_counter()
     pending = []
     batch = first
     for step in range(start + 1, end + 1):
