@@ -8,7 +8,7 @@ import ml_collections
 import pytest
 from PIL import Image
 
-from dvl.sweep import analysis, candidates, report, results
+from dvl.sweep import analysis, candidates, report, results, stats
 from dvl.sweep.trials import Planner, Trial
 from train_runs import experiment_config
 
@@ -224,32 +224,103 @@ def test_analysis_chooses_on_validation_and_finds_the_front():
     analysis.choose([r for r in rows if r['kind'] != 'grid'])
 
 
+def _seeded(prefix, kind, phi, accs, macs, **extra):
+  """One row per seed of a point: ``accs`` are its test accuracies."""
+  out = []
+  for seed, acc in enumerate(accs):
+    row = _row(f'{prefix}-s{seed}', kind, phi, acc + 0.01, macs, **extra)
+    row['seed'] = seed
+    out.append(row)
+  return out
+
+
+def _verdict_rows():
+  """Three seeds per point. Seed effects are shared (seed 1 is 2 points
+  better for every network), so pairing removes them: compound beats depth
+  by 2 points on every seed, loses to resolution by 1 on every seed, and
+  against width the differences are +3, -2, +1: unresolved."""
+  grid = dict(alpha=1.2, beta=1.1, gamma=1.2)
+  base = [0.80, 0.82, 0.79]
+  shift = lambda d: [b + d for b in base]
+  return (_seeded('baseline0-a', 'baseline', 0, shift(-0.05), 1e6)
+          + _seeded('grid1-a', 'grid', 1, base, 2e6, **grid)
+          + _seeded('compound1-a', 'compound', 1, base, 2e6, **grid)
+          + _seeded('depth1-a', 'depth', 1, shift(-0.02), 2.1e6, **grid)
+          + _seeded('width1-a', 'width', 1,
+                    [0.80 - 0.03, 0.82 + 0.02, 0.79 - 0.01], 1.9e6, **grid)
+          + _seeded('resolution1-a', 'resolution', 1, shift(0.01), 2e6,
+                    **grid))
+
+
+def test_report_verdicts_follow_the_paired_intervals(tmp_path,
+                                                    search_config):
+  store = results.ResultStore(tmp_path, search_config.to_dict())
+  for row in _verdict_rows():
+    store.add(row)
+  text = report.write(tmp_path)
+  lines = text.splitlines()
+
+  def row_of(method):
+    return next(l for l in lines if l.startswith(f'| 1 | {method} |'))
+  # Hand computation: differences +2, +2, +2 -> CI [+2, +2]: a win.
+  assert row_of('depth only').endswith('| +2.00 [+2.00, +2.00] | wins |')
+  assert row_of('resolution only').endswith(
+      '| -1.00 [-1.00, -1.00] | loses |')
+  # +3, -2, +1: mean 0.67, sd 2.517, t(0.975, 2) = 4.3027 -> ±6.25.
+  assert ('| +0.67 [-5.58, +6.92] | no difference resolved at this budget |'
+          in row_of('width only'))
+  assert '| 3 |' in row_of('compound')
+  said = next(l for l in lines if l.startswith('- φ = 1:'))
+  assert 'against depth only: compound wins (+2.00 [+2.00, +2.00] points)' \
+      in said
+  assert 'against resolution only: compound loses' in said
+  assert ('against width only: no difference resolved at this budget '
+          '(+0.67 [-5.58, +6.92] points); about ') in said
+  needed = int(said.split('about ')[1].split(' seeds')[0])
+  assert needed == stats.seeds_to_resolve(0.025166, 0.01)
+  # The per-point table: the compound row's test accuracy mean and CI.
+  csv_text = (tmp_path / 'results.csv').read_text().splitlines()
+  compound = next(l for l in csv_text if l.startswith('compound,1,'))
+  cells = compound.split(',')
+  header = csv_text[0].split(',')
+  mean = float(cells[header.index('test_accuracy_mean')])
+  low = float(cells[header.index('test_accuracy_low')])
+  assert mean == pytest.approx(0.80333333)
+  # sd of 0.80, 0.82, 0.79 is 0.015275; half width 4.3027 * sd / sqrt(3).
+  assert mean - low == pytest.approx(4.302653 * 0.0152753 / math.sqrt(3),
+                                     rel=1e-4)
+
+
 def test_report_calls_one_network_under_two_names_a_tie(tmp_path,
                                                        search_config):
   """A chosen point that scales width alone: compound and width-only φ = 1
-  are the grid point's network, so φ = 1 is no win for compound."""
-  rows = _sweep_rows()
-  width1 = next(r for r in rows if r['trial'] == 'width1-a')
-  width1.update(test_accuracy=0.80, macs=2e6, same_as='grid1-a')
+  are the grid point's network, a tie whatever the numbers say."""
+  rows = _verdict_rows()
+  for row in rows:
+    if row['kind'] in ('width', 'compound'):
+      twin = next(r for r in rows if r['kind'] == 'grid'
+                  and r['seed'] == row['seed'])
+      row.update(test_accuracy=twin['test_accuracy'], macs=2e6,
+                 same_as=twin['trial'])
   store = results.ResultStore(tmp_path, search_config.to_dict())
   for row in rows:
     store.add(row)
   text = report.write(tmp_path)
-  assert ('Compound scaling had the best test accuracy at 0 of 2 φ values. '
-          'It won at no φ on this proxy. At φ = 1 the chosen coefficients '
-          'build the same network as width only: those rows are one trial '
-          'and tie.') in text
+  assert 'compound and width only build the same network: a tie' in text
+  assert '| +0.00 [+0.00, +0.00] | same network |' in text
 
 
-def test_seeds_are_pooled_with_their_spread():
+def test_seeds_are_pooled_with_their_interval():
   rows = [_row('grid1-a', 'grid', 1, 0.80, 2e6, alpha=1.2, beta=1.1,
                gamma=1.2),
           {**_row('grid1-b', 'grid', 1, 0.70, 2e6, alpha=1.2, beta=1.1,
                   gamma=1.2), 'seed': 1}]
   (point,) = analysis.aggregate(rows, 'val_accuracy')
   assert point['mean'] == pytest.approx(0.75)
-  assert point['spread'] == pytest.approx(math.sqrt(0.005))
-  assert point['seeds'] == 2
+  # t(0.975, 1) = 12.7062; sd = sqrt(0.005); half width t * sd / sqrt(2).
+  assert point['spread'] == pytest.approx(12.7062047 * math.sqrt(0.005)
+                                          / math.sqrt(2))
+  assert point['seeds'] == 2 and point['values'] == {0: 0.80, 1: 0.70}
 
 
 def test_report_writes_plots_and_a_row_per_trial(tmp_path, search_config):
@@ -263,10 +334,10 @@ def test_report_writes_plots_and_a_row_per_trial(tmp_path, search_config):
     with Image.open(tmp_path / name) as image:
       assert image.format == 'PNG' and min(image.size) > 300
   assert text.strip() == (tmp_path / 'report.md').read_text().strip()
-  assert '| this search | 1.2 | 1.1 | 1.2 | 2.091 | 80.00 |' in text
+  assert '| this search | 1.2 | 1.1 | 1.2 | 2.091 | 80.00 (1 seed) |' in text
   assert '| paper (Tan & Le 2019) | 1.2 | 1.1 | 1.15 | 1.920 | not in' in text
-  assert ('Compound scaling had the best test accuracy at 1 of 2 φ values '
-          '(φ = 1). It did not win at every φ on this proxy.') in text
+  assert '| 1 | depth only | 1 | 74.00 (1 seed) |' in text
+  assert 'the spread over seeds is unknown with one seed' in text
   for row in _sweep_rows():
     assert sum(line.startswith(f'| {row["trial"]} |')
                for line in text.splitlines()) == 1
