@@ -28,6 +28,9 @@ Guarantees:
   ``corrupt_checkpoints/`` (so the step can be saved again) and the previous
   step is used. If no step can be restored, :class:`CheckpointError`
   says which directory to move away; nothing is moved in that case.
+* A save that runs out of space raises :class:`dvl.errors.DiskFullError`
+  saying which step is the last good one; the unfinished save is removed and
+  the committed steps are untouched.
 * A checkpoint from a different model (other tree, shapes or dtypes than the
   template) raises :class:`IncompatibleCheckpointError` (a ``ValueError``)
   naming the first mismatching leaf, and nothing is touched.
@@ -350,10 +353,28 @@ class Checkpointer:
     meta = {"format": _FORMAT, "step": step, "time": time.time(),
             **self._config_info, "user": _json_ready(metadata or {}),
             "leaves": table}
-    self._manager.save(step, force=True, args=ocp.args.Composite(**{
-        _STATE: ocp.args.StandardSave(savable),
-        _META: ocp.args.JsonSave(meta)}))
+    try:
+      self._manager.save(step, force=True, args=ocp.args.Composite(**{
+          _STATE: ocp.args.StandardSave(savable),
+          _META: ocp.args.JsonSave(meta)}))
+    except Exception as error:  # orbax may wrap the OSError
+      if not errors.disk_full(error):
+        raise
+      raise self._disk_full(step) from error
     return True
+
+  def _disk_full(self, step: int) -> errors.DiskFullError:
+    """The error for a save that ran out of space, after removing its
+    unfinished files; the committed steps are untouched."""
+    for path in self.directory.glob(f"*{_TMP_MARKER}*"):
+      shutil.rmtree(path, ignore_errors=True)
+    kept = sorted(self._manager.all_steps())
+    last = (f"the last good checkpoint, step {kept[-1]}, is intact"
+            if kept else "no checkpoint had been saved yet")
+    return errors.DiskFullError(
+        f"no space left on the device while saving checkpoint step {step} in "
+        f"{self.directory}; {last}. Free some space and run the same command "
+        "again: it resumes from the newest checkpoint.")
 
   def resume(self, template: Any) -> Restored:
     """Restores the newest good step, or returns the template if none exists."""

@@ -28,6 +28,7 @@ as ``45s``, ``1m12s`` or ``2h03m``. The first step is timed on its own
 the steady-state images/s.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -41,6 +42,8 @@ import jax
 import numpy as np
 import tqdm
 from tensorboard.compat.proto import event_pb2
+
+from dvl import errors
 
 _RESERVED = ("step", "split", "time")
 _LINE_KEYS = (("loss", "loss"), ("accuracy", "acc"), ("acc", "acc"))
@@ -347,7 +350,8 @@ class MetricWriter:
                        f"itself ({', '.join(_RESERVED)}); rename them")
     row = {"step": int(step), "split": split, "time": time.time(), **values}
     line = json.dumps(row, allow_nan=True) + "\n"
-    os.write(self._fd, line.encode())
+    with _stop_when_full(self.jsonl_path, self.workdir):
+      os.write(self._fd, line.encode())
     if split != "train":
       shown = " ".join(f"{k} {_format_value(v)}" for k, v in values.items())
       self._print(f"{split} step {step}: {shown}")
@@ -411,10 +415,11 @@ class MetricWriter:
 
   def _write_tb(self, split: str, step: int, values: Mapping[str, float]):
     tf = _tensorflow()
-    with self._tb(split).as_default(step=int(step)):
-      for name, value in values.items():
-        tf.summary.scalar(name, value)
-    self._tb(split).flush()
+    with _stop_when_full(self.workdir / "tensorboard" / split, self.workdir):
+      with self._tb(split).as_default(step=int(step)):
+        for name, value in values.items():
+          tf.summary.scalar(name, value)
+      self._tb(split).flush()
 
 
 def _to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -438,9 +443,30 @@ def _to_json_values(results: Mapping[str, Any]) -> dict:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+  """Writes ``path`` whole or not at all (a temporary file, then a rename)."""
   tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text)
+  with _stop_when_full(path, path.parent):
+    try:
+      tmp.write_text(text)
+    except OSError:
+      tmp.unlink(missing_ok=True)
+      raise
   os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _stop_when_full(path: Path, workdir: Path):
+  """Turns a write that ran out of space into a DiskFullError saying how to
+  resume; other errors pass through."""
+  try:
+    yield
+  except Exception as error:  # TensorFlow raises its own error types
+    if not (errors.disk_full(error) or "No space left" in str(error)):
+      raise
+    raise errors.DiskFullError(
+        f"no space left on the device while writing {path}; the run stopped."
+        " Free some space and run the same command again: it resumes from "
+        f"the newest checkpoint in {workdir / 'checkpoints'}.") from error
 
 
 def _tensorflow():
