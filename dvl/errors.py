@@ -22,6 +22,7 @@ print from C++ (which no Python setting silences) out of run logs.
 """
 
 import errno
+import json
 import os
 import re
 import signal
@@ -131,6 +132,17 @@ def config_file_error(text: str) -> str | None:
     return None
   match = re.match(r'\s*(ValueError|FileNotFoundError): (.*)', lines[-1])
   return match[2] if match else None
+
+
+def load_json(path: Path, fix: str):
+  """The JSON in ``path``; a truncated or garbled file is a ValueError that
+  names it and says what to do (``fix``). Nothing is changed on disk."""
+  text = Path(path).read_text(errors='replace')
+  try:
+    return json.loads(text)
+  except ValueError as error:
+    raise ValueError(f'{path} is not valid JSON ({error}); it may be '
+                     f'truncated or corrupt. {fix}') from None
 
 
 def filter_stderr(patterns=HARMLESS_LINES) -> None:

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dvl import models
+from dvl import errors, models
 from dvl.checkpoint import Checkpointer
 
 INFO_FILE = 'imported.json'
@@ -64,7 +64,8 @@ def load(workdir: str | Path) -> Imported:
   if not path.is_file():
     raise FileNotFoundError(f'no {INFO_FILE} in {workdir}; is it the workdir '
                             'of an import_weights run?')
-  info = json.loads(path.read_text())
+  info = errors.load_json(path, 'Run the import_weights job again in a new '
+                          'workdir.')
   model = models.build_model(info['model'], **info['fields'])
   side = info['resolution']
   template = jax.eval_shape(lambda: model.init(

@@ -23,6 +23,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -71,18 +72,39 @@ def read(path: str | Path) -> KerasWeights:
         f'no Keras weight file at {path}; give the path of a .weights.h5, '
         '.keras or legacy .h5 file')
   if zipfile.is_zipfile(path):
-    return _read_archive(path)
+    return _damaged_if_unreadable(path, _read_archive)
   if not h5py.is_hdf5(path):
     raise ValueError(f'{path} is neither an HDF5 file (.weights.h5, .h5) nor '
-                     'a .keras archive')
+                     'a .keras archive; a truncated .keras download looks like '
+                     'this too: download or save it again')
+  found = _damaged_if_unreadable(path, _read_h5)
+  if found is not None:
+    return found
+  raise ValueError(f'{path} is an HDF5 file but not one Keras wrote: it has '
+                   "neither a 'layers' group (Keras 3) nor 'layer_names' "
+                   '(legacy Keras)')
+
+
+def _read_h5(path: Path) -> KerasWeights | None:
   with h5py.File(path, 'r') as f:
     if _is_legacy(f):
       return KerasWeights(_read_legacy(f), 'legacy_h5')
     if 'layers' in f:
       return KerasWeights(_read_keras3(f, path, None), 'keras3_weights')
-  raise ValueError(f'{path} is an HDF5 file but not one Keras wrote: it has '
-                   "neither a 'layers' group (Keras 3) nor 'layer_names' "
-                   '(legacy Keras)')
+  return None
+
+
+def _damaged_if_unreadable(path: Path, read):
+  """``read(path)``; a file that breaks while being read (truncated, bytes
+  overwritten) is a ValueError naming it."""
+  try:
+    return read(path)
+  except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error,
+          json.JSONDecodeError) as error:
+    raise ValueError(
+        f'{path} cannot be read as a Keras weight file ({type(error).__name__}'
+        f': {error}); it is probably truncated or corrupt. Download or save it '
+        'again.') from None
 
 
 def _read_archive(path: Path) -> KerasWeights:

@@ -26,6 +26,7 @@ import jax
 import ml_collections
 from flax import traverse_util
 
+from dvl import errors
 from dvl.checkpoint import Checkpointer
 from dvl.convert import imported, preprocess
 
@@ -37,7 +38,10 @@ def source_config(workdir: str | Path) -> ml_collections.ConfigDict:
     raise FileNotFoundError(
         f'train.init_from = {workdir!r}: no {path}. Point it at the work '
         'directory of a finished dvl training run.')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return ml_collections.ConfigDict(errors.load_json(
+      path, 'It is the resolved config of the run that wrote the workdir: '
+      'restore it from a copy, or train that run again in a new workdir; its '
+      'checkpoints are untouched.'))
 
 
 def is_import(workdir: str | Path) -> bool:
@@ -52,8 +56,8 @@ def preprocessing_spec(workdir: str | Path) -> dict:
         f"train.preprocessing = 'from_init' but {workdir} holds no "
         f'{imported.INFO_FILE}: point train.init_from at an import_weights '
         "workdir, or name a preset ('tf', 'caffe', 'torch')")
-  info = json.loads((Path(workdir).expanduser() / imported.INFO_FILE)
-                    .read_text())
+  info = errors.load_json(Path(workdir).expanduser() / imported.INFO_FILE,
+                          'Run the import_weights job again in a new workdir.')
   return preprocess.spec(info['preprocessing'])
 
 
