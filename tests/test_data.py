@@ -12,13 +12,9 @@ from dvl.data import default_input_config
 from dvl.data import make_pipeline
 from dvl.data import npz_folder
 from dvl.data import shapes
+from train_runs import SHARED_DATA, needs_shared_data
 
-SHARED_DATA = Path(__file__).parents[1].parent / 'shared' / 'data'
-
-
-def _needs(folder):
-  return pytest.mark.skipif(not (SHARED_DATA / folder).is_dir(),
-                            reason=f'{SHARED_DATA / folder} is absent')
+_needs = needs_shared_data
 
 
 @pytest.fixture(scope='module')

@@ -15,7 +15,9 @@ from dvl import convert  # noqa: E402
 from dvl.convert import imported, preprocess  # noqa: E402
 from dvl.train import job as job_lib, loop, steps, transfer  # noqa: E402
 from test_convert_keras import Case, make_reference  # noqa: E402
-from train_runs import experiment_config, summary  # noqa: E402
+from train_runs import experiment_config, needs_shared_data, summary  # noqa: E402
+
+PETS = needs_shared_data('oxford_pets_3class')
 
 MOBILENET = Case('mobilenet_v1', 'MobileNet', 'mobilenet', alpha=0.25)
 
@@ -49,6 +51,7 @@ def flat(tree) -> dict:
   return traverse_util.flatten_dict(jax.device_get(tree), sep='/')
 
 
+@PETS
 def test_setup_takes_model_preprocessing_and_weights_from_the_import(
     source, data_dir):
   config = finetune_config(source, data_dir)
@@ -78,6 +81,7 @@ def test_steps_apply_the_imported_preprocessing():
   assert steps.model_input(images, None) is images
 
 
+@PETS
 def test_finetune_run_trains_the_backbone_slowly_and_the_head(
     source, data_dir, tmp_path):
   config = finetune_config(source, data_dir)
@@ -93,6 +97,7 @@ def test_finetune_run_trains_the_backbone_slowly_and_the_head(
   assert max(moved.values()) > 0  # the backbone trains too
 
 
+@PETS
 def test_scratch_uses_the_same_model_without_the_weights(source, data_dir):
   config = finetune_config(source, data_dir, 'scratch')
   assert not config.train.init_from and not config.train.preprocessing

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from dvl import convert, imagenet_eval  # noqa: E402
 from test_convert_keras import (Case, _keras_input, _keras_model,  # noqa: E402
                                 _randomize, _set_statistics, keras)
-from train_runs import experiment_config  # noqa: E402
+from train_runs import experiment_config, needs_shared_data  # noqa: E402
 
 
 CASE = Case('mobilenet_v1', 'MobileNet', 'mobilenet', alpha=0.25)
@@ -83,6 +83,7 @@ def test_imported_weights_predict_what_keras_predicts(source, tmp_path):
   assert (results['resize'], results['resolution']) == ('bicubic', 224)
 
 
+@needs_shared_data('mnist')
 def test_dataset_with_other_classes_is_refused(source, tmp_path):
   _, checkpoint = source
   config = experiment_config(

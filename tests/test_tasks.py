@@ -11,7 +11,7 @@ from PIL import Image
 
 from dvl import detection, tasks
 from dvl.train import run, setup
-from train_runs import experiment_config
+from train_runs import experiment_config, needs_shared_data
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +68,7 @@ def test_yolo_run_learns_and_reports_map(tmp_path):
   _assert_valid_png(summary['pictures'])
 
 
+@needs_shared_data('oxford_pets_3class')
 @pytest.mark.parametrize('model', [
     'unet', pytest.param('fcn8s', marks=pytest.mark.slow),
     pytest.param('segnet', marks=pytest.mark.slow)])
@@ -205,6 +206,7 @@ def test_a_zero_area_box_is_refused_naming_the_file_and_example(tmp_path):
     setup(config)
 
 
+@needs_shared_data('oxford_pets_3class')
 def test_an_input_the_unet_depth_cannot_take_names_the_valid_sizes(tmp_path):
   config = _shrink(experiment_config('segment', 'model=unet,dataset=pets'))
   config.input.resolution = 100

@@ -7,8 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from dvl.data.datasets import SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[1]
 QUICK = 'experiments/quickstart.py:runlocal'
+
+
+def needs_shared_data(folder: str):
+  """Skips a test whose real dataset ``SHARED_DATA / folder`` is absent (a
+  clone without ../shared; ``DVL_SHARED_DATA=/nonexistent`` hides it)."""
+  path = SHARED_DATA / folder
+  return pytest.mark.skipif(
+      not path.is_dir(), reason=f'needs the real dataset in {path}, absent '
+      'here (../shared/data beside the repository, or $DVL_SHARED_DATA)')
 
 
 def run_env(tfds_dir, cache_dir, **extra) -> dict:

@@ -7,7 +7,8 @@ Every dataset is read through TFDS, from one of three kinds of builder:
   * ``npz_folder`` and the named folders ``cifar10_local``, ``mnist_local`` and
     ``pets_local``: a folder of numpy archives imported by
     :mod:`dvl.data.npz_folder`. The named folders default to
-    ``../shared/data/<folder>`` next to the repository.
+    ``../shared/data/<folder>`` next to the repository (``$DVL_SHARED_DATA``
+    moves that directory).
   * any name of the TFDS catalog (``cifar10``, ``mnist``, ``imagenet2012``,
     ``oxford_iiit_pet``, ...), optionally with ``/config`` or ``:version``.
     These are never downloaded from here; they must already be prepared in
@@ -28,7 +29,9 @@ from dvl.data import npz_folder
 from dvl.data import shapes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
+# Where the named local folders live: $DVL_SHARED_DATA, else ../shared/data.
+SHARED_DATA = Path(os.environ.get('DVL_SHARED_DATA')
+                   or REPO_ROOT.parent / 'shared' / 'data')
 DEFAULT_DATA_DIR = '~/.cache/dvl/tfds'
 
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
