@@ -171,6 +171,7 @@ def get_config(arg=None):
     config.train.log_every = 4
     config.optim.warmup_epochs = 0.0
     config.sweep.budget = 'steps'
+    config.sweep.seeds = (0, 1)
     # Two candidates: the paper's coefficients and depth alone.
     config.sweep.candidates = ((1.2, 1.1, 1.15), (2.0, 1.0, 1.0))
     config.sweep.max_phi = 1

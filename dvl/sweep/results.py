@@ -39,7 +39,7 @@ COLUMNS = ('trial', 'kind', 'phi', 'seed', 'label', 'backbone', 'alpha',
            'beta', 'gamma', 'd', 'w', 'r', 'resolution', 'params', 'macs',
            'steps', 'val_accuracy', 'best_val_accuracy', 'test_accuracy',
            'test_loss', 'train_s', 'compile_s', 'wall_s', 'status', 'reason',
-           'same_as', 'budget', 'rung_of', 'population')
+           'same_as', 'budget', 'rung_of', 'population', 'population_dir')
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:

@@ -78,9 +78,11 @@ class Runner:
     self.store, self.executor = store, executor
 
   def _record(self, planned: Planned, outcome: dict, same_as=None,
-              stop_at=None) -> None:
+              stop_at=None, population_dir=None) -> None:
     row = {**planned.row(), 'content': planned.content, 'same_as': same_as}
     row.update({k: outcome[k] for k in RESULT_FIELDS if k in outcome})
+    if population_dir:
+      row['population_dir'] = population_dir
     if stop_at is not None:
       row.update(trial=rung_id(planned.id, stop_at), rung_of=planned.id,
                  steps=stop_at)
@@ -138,7 +140,8 @@ class Runner:
         return False
       for trial_id, outcome in outcomes.items():
         first, *others = owners[task_id][trial_id]
-        self._record(first, outcome, stop_at=stop_at)
+        self._record(first, outcome, stop_at=stop_at,
+                     population_dir=task_id)
         for planned in others:
           self._record(planned, outcome, same_as=key(first), stop_at=stop_at)
     return True
