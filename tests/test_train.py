@@ -61,10 +61,15 @@ def test_quickstart_runlocal_end_to_end(env, tmp_path):
   assert checkpoint_steps(workdir) == [9, 18, 27]
 
 
-def test_killed_run_resumes_to_the_same_metrics(env, tmp_path):
-  straight = tmp_path / 'straight'
-  assert launch(QUICK, straight, env, *RESUMABLE).returncode == 0
+@pytest.fixture(scope='module')
+def straight(env, tmp_path_factory):
+  """The RESUMABLE run, undisturbed: its workdir."""
+  workdir = tmp_path_factory.mktemp('straight') / 'run'
+  assert launch(QUICK, workdir, env, *RESUMABLE).returncode == 0
+  return workdir
 
+
+def test_killed_run_resumes_to_the_same_metrics(env, tmp_path, straight):
   killed = tmp_path / 'killed'
   process = start(QUICK, killed, env, *RESUMABLE)
   _wait_for(lambda: checkpoint_steps(killed), process)
@@ -75,17 +80,39 @@ def test_killed_run_resumes_to_the_same_metrics(env, tmp_path):
   again = launch(QUICK, killed, env, *RESUMABLE)
   assert again.returncode == 0, again.stderr[-3000:]
   assert f'resuming from step {stopped_at}' in again.stdout
+  _assert_same_run(killed, straight, stopped_at)
 
+
+def test_sigterm_then_rerun_resumes_to_the_same_metrics(env, tmp_path,
+                                                        straight):
+  stopped = tmp_path / 'stopped'
+  process = start(QUICK, stopped, env, *RESUMABLE)
+  _wait_for(lambda: (stopped / 'metrics.jsonl').exists() and rows(
+      stopped, 'train'), process)
+  process.send_signal(signal.SIGTERM)
+  assert process.wait(timeout=120) == 0
+  log = (tmp_path / 'stopped.log').read_text()
+  stopped_at = int(log.split('stopped by SIGTERM after step ')[1].split(';')[0])
+  assert stopped_at < 40 and checkpoint_steps(stopped)[-1] == stopped_at
+  assert not (stopped / 'dvl.lock').exists()  # released on the way out
+  again = launch(QUICK, stopped, env, *RESUMABLE)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f'resuming from step {stopped_at}' in again.stdout
+  _assert_same_run(stopped, straight, stopped_at)
+
+
+def _assert_same_run(resumed, straight, stopped_at):
+  """The resumed run's summary and logged losses are the undisturbed run's."""
   for key in ('test_accuracy', 'test_loss', 'val_accuracy',
               'best_val_accuracy', 'best_val_step', 'steps'):
-    assert summary(killed)[key] == pytest.approx(summary(straight)[key],
+    assert summary(resumed)[key] == pytest.approx(summary(straight)[key],
                                                  rel=1e-6, abs=1e-7), key
   # Same data order and dropout draws: every logged training loss agrees,
   # and the resumed log has each step once (plus the first step after the
   # restart, which is always logged, for its compile time).
-  ours = {r['step']: r['loss'] for r in rows(killed, 'train')}
+  ours = {r['step']: r['loss'] for r in rows(resumed, 'train')}
   theirs = {r['step']: r['loss'] for r in rows(straight, 'train')}
-  assert len(ours) == len(rows(killed, 'train'))
+  assert len(ours) == len(rows(resumed, 'train'))
   assert set(ours) - set(theirs) <= {stopped_at + 1}
   assert set(theirs) <= set(ours)
   for step in theirs:
