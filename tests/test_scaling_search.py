@@ -142,35 +142,43 @@ def _wait_for(predicate, process, timeout=300.0):
     time.sleep(0.05)
 
 
-def _half_done_trial(workdir, total=40):
-  """A population with a checkpoint short of the end, once another has
-  finished."""
+def _half_done_trial(workdir, ends=(40,)):
+  """A population with a checkpoint short of the end (or of a halving
+  rung's end), once another has finished."""
   jsonl = workdir / 'results.jsonl'
   if not jsonl.exists() or not jsonl.read_text().strip():
     return None
   for trial in (workdir / 'trials').glob('pop-*'):
     steps = [int(p.name) for p in (trial / 'checkpoints').glob('*')
              if p.name.isdigit()]
-    if steps and max(steps) < total:
+    if steps and max(steps) not in ends:
       return trial
   return None
 
 
+HALVING = ('--config.sweep.search=halving', '--config.sweep.halving.eta=2')
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('how', [signal.SIGKILL, signal.SIGTERM])
-def test_killed_sweep_resumes_without_duplicates(env, tmp_path, how):
+@pytest.mark.parametrize('how,searching', [
+    (signal.SIGKILL, ()), (signal.SIGTERM, ()), (signal.SIGKILL, HALVING)])
+def test_killed_sweep_resumes_without_duplicates(env, tmp_path, how,
+                                                 searching):
   workdir = tmp_path / 'killed'
-  longer = ('--config.train.steps=40', '--config.train.checkpoint_every=5')
+  longer = ('--config.train.steps=40', '--config.train.checkpoint_every=5',
+            *searching)
+  ends = (20, 40) if searching else (40,)
+  rows_expected = ROWS + 4 if searching else ROWS  # the rung rows
   process = start(SEARCH, workdir, env, *longer)
-  _wait_for(lambda: _half_done_trial(workdir), process)
+  _wait_for(lambda: _half_done_trial(workdir, ends), process)
   process.send_signal(how)
   process.wait(timeout=120)
-  trial = _half_done_trial(workdir)
+  trial = _half_done_trial(workdir, ends)
   assert trial is not None
   stopped_at = max(int(p.name) for p in (trial / 'checkpoints').glob('*')
                    if p.name.isdigit())
   before = _rows(workdir)
-  assert 0 < len(before) < ROWS
+  assert 0 < len(before) < rows_expected
   if how == signal.SIGTERM:
     assert 'sweep stopped' in (tmp_path / 'killed.log').read_text()
 
@@ -178,9 +186,11 @@ def test_killed_sweep_resumes_without_duplicates(env, tmp_path, how):
   assert again.returncode == 0, again.stderr[-3000:]
   assert f'member(s) from step {stopped_at}' in again.stdout
   rows = _rows(workdir)
-  assert len(rows) == len({r['trial'] for r in rows}) == ROWS
+  assert len(rows) == len({r['trial'] for r in rows}) == rows_expected
   assert rows[:len(before)] == before  # finished trials were not redone
-  assert all(r['status'] == 'ok' and r['steps'] == 40 for r in rows)
+  assert all(r['status'] == 'ok' for r in rows)
+  assert {r['steps'] for r in rows if not r.get('rung_of')} == {40}
+  assert {r['steps'] for r in rows if r.get('rung_of')} <= {20}
 
 
 def _results(rows) -> dict:
