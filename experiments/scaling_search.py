@@ -108,6 +108,10 @@ def sweep_config(arg) -> ml_collections.ConfigDict:
       executor=arg.executor, workers=arg.workers,
       threads_per_worker=0,  # 0: the cores divided among the workers
       gpus_per_worker=0, ray_address='',
+      # A task whose worker process or Ray node dies runs again from its
+      # last checkpoint, up to this many times, before its trials are
+      # recorded as failed.
+      max_retries=2,
       report=True))
 
 

@@ -19,6 +19,12 @@ network trained as a population (``worker.run_population``), and yields
 ``(task id, {trial id: outcome})`` as tasks finish (configs travel to other
 processes as plain dicts); the driver writes the results, so no two
 processes ever write the same file.
+
+A task whose worker process (or Ray node) dies, or whose worker alone is
+stopped by SIGTERM, runs again, up to ``sweep.max_retries`` times: the
+population resumes from its last checkpoint, so a retry repeats at most
+the steps since then. Each outcome carries ``retries``, the times its task
+was run again; a task that dies more often is recorded as failed.
 """
 
 import dataclasses
@@ -26,6 +32,8 @@ import dataclasses
 import concurrent.futures
 import multiprocessing
 import os
+import queue
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from dvl.sweep import worker
@@ -58,13 +66,51 @@ def _threads(sweep) -> int:
   return max(1, len(os.sched_getaffinity(0)) // max(1, sweep.workers))
 
 
-def _lost(error: Exception, task: Task) -> dict:
-  """The outcomes of a task whose worker died before it could report."""
-  text = f'{type(error).__name__}: {error}'
-  status = 'oom' if 'memory' in text.lower() else 'failed'
-  outcome = {'status': status,
-             'reason': f'the worker process died: {text}'[:500]}
-  return {trial_id: dict(outcome) for trial_id, _, _ in task.members}
+def _stopped(outcomes: dict) -> bool:
+  return any(o.get('status') == 'stopped' for o in outcomes.values())
+
+
+def _counted(outcomes: dict, retries: int) -> dict:
+  """``outcomes`` with each member's ``retries``."""
+  return {i: {**o, 'retries': retries} for i, o in outcomes.items()}
+
+
+def _lost(why: str, task: Task, retries: int) -> dict:
+  """The outcomes of a task whose worker died (after ``retries`` retries)
+  before it could report."""
+  status = 'oom' if 'memory' in why.lower() else 'failed'
+  if retries:
+    why += f' (it was run {retries + 1} times: sweep.max_retries = {retries})'
+  return _counted({trial_id: {'status': status, 'reason': why[:500]}
+                   for trial_id, _, _ in task.members}, retries)
+
+
+def _first_line(error: Exception) -> str:
+  text = f'{type(error).__name__}: {error}'.strip()
+  return text.splitlines()[0][:300]
+
+
+class Retries:
+  """How often each task was run again, and the line that says so."""
+
+  def __init__(self, sweep):
+    self.limit = sweep.max_retries
+    self.counts = {}
+
+  def __getitem__(self, task: Task) -> int:
+    return self.counts.get(task.id, 0)
+
+  def again(self, task: Task, why: str) -> bool:
+    """Counts a retry of ``task``; False when it has none left."""
+    count = self[task]
+    if count >= self.limit:
+      print(f'{task.id}: {why}; no retries left (sweep.max_retries = '
+            f'{self.limit}): its trials are recorded as failed', flush=True)
+      return False
+    self.counts[task.id] = count + 1
+    print(f'{task.id}: {why}; running it again from its last checkpoint '
+          f'(retry {count + 1} of {self.limit})', flush=True)
+    return True
 
 
 class Sequential:
@@ -75,48 +121,140 @@ class Sequential:
 
   def run(self, tasks):
     for task in tasks:
-      yield task.id, worker.run_population(*task.args(self.sweep))
+      yield task.id, _counted(
+          worker.run_population(*task.args(self.sweep)), 0)
 
   def close(self):
     pass
 
 
 class Pool:
-  """Local worker processes, each with its own cores (or GPUs)."""
+  """Local worker processes, each with its own cores (or GPUs).
 
-  def __init__(self, sweep):
+  At most ``workers`` tasks are submitted at a time, so none waits in the
+  pool's queue for a worker. A worker that dies breaks the whole
+  ``ProcessPoolExecutor``: it terminates the other workers (SIGTERM, which
+  makes a training population save a checkpoint and stop) and fails every
+  unfinished task. The pool is then started afresh and those tasks
+  resubmitted; a retry is counted for the tasks whose own worker died
+  (each worker reports the task it starts and the tasks SIGTERM stopped).
+  ``function`` replaces ``worker.run_population`` (it takes a task's
+  ``args``).
+  """
+
+  def __init__(self, sweep, function=None):
     if sweep.workers < 1:
       raise ValueError(f'sweep.workers must be >= 1; got {sweep.workers}')
     self.sweep = sweep
-    context = multiprocessing.get_context('spawn')
-    slots = context.Queue()
-    for index in range(sweep.workers):
+    self.function = function or worker.run_population
+    self.context = multiprocessing.get_context('spawn')
+    self.pool, self.events = self._start()
+    self.started, self.stopped = {}, set()
+
+  def _start(self):
+    slots = self.context.Queue()
+    for index in range(self.sweep.workers):
       slots.put(index)
-    self.pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=sweep.workers, mp_context=context,
+    events = self.context.Queue()
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=self.sweep.workers, mp_context=self.context,
         initializer=worker.start_worker,
-        initargs=(slots, _threads(sweep), sweep.gpus_per_worker))
+        initargs=(slots, _threads(self.sweep), self.sweep.gpus_per_worker,
+                  events))
+    return pool, events
+
+  def _drain(self) -> None:
+    """Reads the workers' reports: ``started`` (task id -> pid) and
+    ``stopped``."""
+    while True:
+      try:
+        what, task_id, pid = self.events.get_nowait()
+      except queue.Empty:
+        return
+      if what == 'started':
+        self.started[task_id] = pid
+      else:
+        self.stopped.add(task_id)
+
+  def _submit(self, task: Task):
+    return self.pool.submit(worker.run_reported, self.function, task.id,
+                            *task.args(self.sweep, plain=True))
 
   def run(self, tasks):
-    futures = {self.pool.submit(worker.run_population,
-                                *task.args(self.sweep, plain=True)): task
-               for task in tasks}
-    for future in concurrent.futures.as_completed(futures):
-      task = futures[future]
-      try:
-        outcome = future.result()
-      except Exception as error:  # the worker process died (OOM kill, ...)
-        outcome = _lost(error, task)
-      yield task.id, outcome
+    retries = Retries(self.sweep)
+    waiting, running = list(tasks), {}
+    while waiting or running:
+      while waiting and len(running) < self.sweep.workers:
+        task = waiting.pop(0)
+        running[self._submit(task)] = task
+      concurrent.futures.wait(
+          running, return_when=concurrent.futures.FIRST_COMPLETED)
+      for task, outcome in self._finished(running, retries):
+        if outcome is None:  # to run again
+          waiting.insert(0, task)
+        else:
+          yield task.id, outcome
+
+  def _finished(self, running: dict, retries: Retries) -> list[tuple]:
+    """Takes the finished futures out of ``running``: ``(task, outcome)``
+    each, the outcome None for a task to run again. A broken pool is
+    replaced first (every unfinished task fails with it)."""
+    if any(isinstance(f.exception(), BrokenProcessPool)
+           for f in running if f.done()):
+      self.pool.shutdown(wait=True)  # its workers saved and ended
+      self._drain()
+      self.pool, self.events = self._start()
+    self._drain()
+    done = [f for f in running if f.done()]
+    broken = {running[f].id for f in done
+              if isinstance(f.exception(), BrokenProcessPool)}
+    blamed = self._blamed(broken)
+    out = []
+    for future in done:
+      task = running.pop(future)
+      pid = self.started.pop(task.id, None)
+      self.stopped.discard(task.id)
+      error = future.exception()
+      if error is None and not _stopped(future.result()):
+        out.append((task, _counted(future.result(), retries[task])))
+      elif task.id in broken and task.id not in blamed:
+        print(f'{task.id}: stopped when the pool restarted; running it '
+              'again from its last checkpoint', flush=True)
+        out.append((task, None))
+      elif error is not None and task.id not in broken:
+        # Its result could not travel back: running it again won't help.
+        out.append((task, _lost(f'the task failed: {_first_line(error)}',
+                                task, retries[task])))
+      else:
+        why = ('its worker was stopped by a signal' if error is None else
+               f'its worker process (pid {pid}) died' if pid else
+               'a worker process died')
+        again = retries.again(task, why)
+        out.append((task, None if again else _lost(why, task, retries[task])))
+    return out
+
+  def _blamed(self, broken: set) -> set:
+    """Of the tasks lost with a broken pool (ids), those whose own worker
+    died: the ones that started and were not stopped by the pool's SIGTERM
+    (all of them when that leaves none)."""
+    return {i for i in broken
+            if i in self.started and i not in self.stopped} or broken
 
   def close(self):
     self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Ray:
-  """Ray tasks on the cluster at ``sweep.ray_address`` (or a local one)."""
+  """Ray tasks on the cluster at ``sweep.ray_address`` (or a local one).
 
-  def __init__(self, sweep):
+  A task whose worker process or node dies comes back as a Ray error and is
+  submitted again by the driver, which counts the retries (Ray's own
+  ``max_retries`` would retry it unseen, so the row could not say so);
+  errors of the trial itself never reach here (``run_population`` records
+  them). ``function`` replaces ``worker.run_population``.
+  """
+
+  def __init__(self, sweep, function=None):
     import ray
     self.ray = ray
     self.sweep = sweep
@@ -140,20 +278,35 @@ class Ray:
     cpus = ray.cluster_resources().get('CPU', 0)
     print(f'ray: {len(ray.nodes())} node(s), {cpus:g} CPUs; '
           f'{self.threads} per trial', flush=True)
-    self.remote = ray.remote(worker.run_population).options(
+    self.remote = ray.remote(function or worker.run_population).options(
         num_cpus=self.threads, num_gpus=sweep.gpus_per_worker, max_retries=0)
 
   def run(self, tasks):
-    pending = {self.remote.remote(*task.args(self.sweep, plain=True)): task
-               for task in tasks}
+    retries = Retries(self.sweep)
+    pending = {self._submit(task): task for task in tasks}
     while pending:
       done, _ = self.ray.wait(list(pending), num_returns=1)
       task = pending.pop(done[0])
       try:
-        outcome = self.ray.get(done[0])
-      except Exception as error:  # the worker or its node died
-        outcome = _lost(error, task)
-      yield task.id, outcome
+        outcome, error = self.ray.get(done[0]), None
+      except self.ray.exceptions.RayTaskError as failed:  # not a lost worker
+        why = f'the task failed: {_first_line(failed)}'
+        yield task.id, _lost(why, task, retries[task])
+        continue
+      except self.ray.exceptions.RayError as failed:  # its worker or node died
+        outcome, error = None, failed
+      if error is None and not _stopped(outcome):
+        yield task.id, _counted(outcome, retries[task])
+        continue
+      why = ('its worker was stopped by a signal' if error is None else
+             f'its worker or node died ({_first_line(error)})')
+      if retries.again(task, why):
+        pending[self._submit(task)] = task
+      else:
+        yield task.id, _lost(why, task, retries[task])
+
+  def _submit(self, task: Task):
+    return self.remote.remote(*task.args(self.sweep, plain=True))
 
   def close(self):
     if self.started:

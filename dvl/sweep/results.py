@@ -34,12 +34,14 @@ from dvl.sweep.trials import digest
 # keeps every trial already done and trains only the new seeds.
 FREE_FIELDS = ('sweep.executor', 'sweep.workers', 'sweep.threads_per_worker',
                'sweep.gpus_per_worker', 'sweep.ray_address', 'sweep.report',
-               'sweep.seeds', 'sweep.population', 'sweep.population_memory_gb')
+               'sweep.seeds', 'sweep.population', 'sweep.population_memory_gb',
+               'sweep.max_retries')
 COLUMNS = ('trial', 'kind', 'phi', 'seed', 'label', 'backbone', 'alpha',
            'beta', 'gamma', 'd', 'w', 'r', 'resolution', 'params', 'macs',
            'steps', 'val_accuracy', 'best_val_accuracy', 'test_accuracy',
            'test_loss', 'train_s', 'compile_s', 'wall_s', 'status', 'reason',
-           'same_as', 'budget', 'rung_of', 'population', 'population_dir')
+           'same_as', 'budget', 'rung_of', 'population', 'population_dir',
+           'retries')
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:

@@ -32,7 +32,8 @@ from dvl.sweep.trials import Planned, Planner, Trial, digest
 
 RESULT_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
                  'test_loss', 'params', 'macs', 'steps', 'train_s',
-                 'compile_s', 'wall_s', 'status', 'reason', 'population')
+                 'compile_s', 'wall_s', 'status', 'reason', 'population',
+                 'retries')
 SELECT = ('val_accuracy', 'best_val_accuracy')
 SEARCHES = ('grid', 'halving')
 MATCH_STEPS = 8  # bisections of a single-dimension multiplier
@@ -56,6 +57,8 @@ def _line(planned: Planned, row: dict) -> str:
   how = (f'same network as {row["same_as"]}' if row.get('same_as') else
          f'{row["wall_s"] or 0:.0f}s with {row.get("population") or 1} '
          f'seed(s), compile {row["compile_s"] or 0:.1f}s')
+  if row.get('retries') and not row.get('same_as'):
+    how += f', retried {row["retries"]} time(s)'
   return (f'{head}: val {_pct(row["val_accuracy"])}, test '
           f'{_pct(row["test_accuracy"])} ({how})')
 
@@ -176,6 +179,10 @@ def check(sweep) -> list[tuple]:
   if sweep.select not in SELECT:
     raise ValueError(f'sweep.select must be one of {", ".join(SELECT)}; got '
                      f'{sweep.select!r}')
+  if not (isinstance(sweep.max_retries, int) and sweep.max_retries >= 0):
+    raise ValueError(f'sweep.max_retries must be an integer >= 0 (the '
+                     'times a task whose worker died runs again); got '
+                     f'{sweep.max_retries!r}')
   if sweep.executor not in EXECUTORS:
     raise ValueError(f'unknown sweep.executor {sweep.executor!r}; choose one '
                      f'of: {", ".join(EXECUTORS)}')

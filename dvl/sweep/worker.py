@@ -14,14 +14,20 @@ SUMMARY_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
                   'test_loss', 'steps', 'compile_s', 'wall_s')
 
 
-def start_worker(slots, threads: int, gpus: int) -> None:
+_EVENTS = None  # a pool worker's queue to the driver (start_worker)
+
+
+def start_worker(slots, threads: int, gpus: int, events=None) -> None:
   """Gives a fresh worker process its own CPU cores and GPUs.
 
   ``slots`` is a queue of worker indices; worker ``i`` keeps cores
   ``i·threads … (i+1)·threads - 1`` of the machine (XLA sizes its CPU thread
   pool from this affinity) and GPUs ``i·gpus …`` (CUDA_VISIBLE_DEVICES).
-  ``threads = 0`` or ``gpus = 0`` leaves that resource shared.
+  ``threads = 0`` or ``gpus = 0`` leaves that resource shared. ``events``
+  is the queue on which ``run_reported`` tells the driver what it runs.
   """
+  global _EVENTS
+  _EVENTS = events
   index = slots.get()
   if threads:
     cores = sorted(os.sched_getaffinity(0))
@@ -30,6 +36,18 @@ def start_worker(slots, threads: int, gpus: int) -> None:
   if gpus:
     os.environ['CUDA_VISIBLE_DEVICES'] = ','.join(
         str(index * gpus + i) for i in range(gpus))
+
+
+def run_reported(function, task_id: str, *args):
+  """``function(*args)`` in a pool worker, telling the driver (the queue
+  given to ``start_worker``) that this process started ``task_id``, and
+  whether a signal stopped it: when a worker dies, the driver learns whose
+  worker it was."""
+  _EVENTS.put(('started', task_id, os.getpid()))
+  outcomes = function(*args)
+  if any(o.get('status') == 'stopped' for o in outcomes.values()):
+    _EVENTS.put(('stopped', task_id, os.getpid()))
+  return outcomes
 
 
 def _status(error: BaseException) -> str:
