@@ -26,6 +26,7 @@ from pathlib import Path
 
 from absl import logging
 
+from dvl import workdir_lock
 from dvl.sweep import analysis, candidates, report, results
 from dvl.sweep.executors import EXECUTORS, Task, make_executor
 from dvl.sweep.trials import Planned, Planner, Trial, digest
@@ -339,11 +340,20 @@ def scale_up_trials(planner: Planner, chosen: tuple, sweep,
 
 
 def run(config, workdir: str) -> dict | None:
-  """Runs the three phases; returns the chosen point (None if stopped)."""
+  """Runs the three phases; returns the chosen point (None if stopped).
+
+  The driver holds ``workdir`` (``dvl.workdir_lock``) from start to end: a
+  second sweep driver there is refused, naming this one's host and pid.
+  """
   logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines
-  sweep = config.sweep
-  points = check(sweep)
+  points = check(config.sweep)
   results.check_writable(Path(workdir))
+  with workdir_lock.hold(workdir, 'sweep'):
+    return _search(config, workdir, points)
+
+
+def _search(config, workdir: str, points) -> dict | None:
+  sweep = config.sweep
   planner = Planner(config)
   if sweep.search == 'halving':
     check_rungs(planner, sweep)
