@@ -29,6 +29,7 @@ from absl import logging
 from dvl import workdir_lock
 from dvl.sweep import analysis, candidates, report, results
 from dvl.sweep.executors import EXECUTORS, Task, make_executor
+from dvl.sweep.hparams import HParamsWriter
 from dvl.sweep.trials import Planned, Planner, Trial, digest
 
 RESULT_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
@@ -75,11 +76,14 @@ class Runner:
   The seeds of one network (plans equal but for ``train.seed``) train as
   one population (``dvl.train.population``) in ``trials/pop-<hash>/``;
   each seed reports in its own ``trials/<id>/``. ``stop_at`` trains them to
-  that step only: a halving rung, recorded as rows ``<id>@<step>``.
+  that step only: a halving rung, recorded as rows ``<id>@<step>``. Every
+  row recorded is also an HParams session in ``hparams/`` (TensorBoard).
   """
 
   def __init__(self, store: results.ResultStore, executor):
     self.store, self.executor = store, executor
+    self.hparams = HParamsWriter(store.workdir)
+    self.hparams.add_missing(store.rows.values())
 
   def _record(self, planned: Planned, outcome: dict, same_as=None,
               stop_at=None, population_dir=None) -> None:
@@ -91,6 +95,7 @@ class Runner:
       row.update(trial=rung_id(planned.id, stop_at), rung_of=planned.id,
                  steps=stop_at)
     self.store.add(row)
+    self.hparams.add_missing([self.store.rows[row['trial']]])
     print(_line(planned, row), flush=True)
 
   def _done_with(self, content: str, stop_at):
