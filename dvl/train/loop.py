@@ -23,14 +23,15 @@ from absl import logging
 
 from dvl.checkpoint import Checkpointer, preemption_guard
 from dvl.metrics_log import MetricWriter, enable_compilation_cache
-from dvl import tasks, workdir_lock
+from dvl import errors, tasks, workdir_lock
 from dvl.train import parallel, steps
 from dvl.train.job import Job, fresh_state, setup, state_template
 from dvl.train.state import MACS_CONVENTION
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The loss or the parameters became NaN or Inf: training diverged."""
+class NonFiniteLossError(errors.UserError, FloatingPointError):
+  """The loss or the parameters became NaN or Inf: training diverged (a
+  user error: the message says which settings to change)."""
 
 
 def run(config, workdir: str) -> dict | None:
