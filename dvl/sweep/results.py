@@ -11,6 +11,8 @@ Layout of a sweep workdir::
                              seeds with their 95% intervals
     workdir/trials/<id>/     each trial's run: config.json, metrics,
                              TensorBoard events, checkpoints, summary.json
+    workdir/hparams/<id>/    each row as a TensorBoard HParams session
+                             (``dvl.sweep.hparams``)
 
 Only the sweep's driver process writes these files, whatever the executor.
 A row is appended as one ``os.write`` of a complete line followed by
