@@ -85,15 +85,18 @@ def test_a_pool_task_that_keeps_dying_is_recorded_as_failed(tmp_path,
 
 
 @pytest.mark.slow
-def test_a_ray_task_whose_worker_dies_runs_again(tmp_path, capfd):
+def test_a_ray_task_whose_worker_dies_runs_again(tmp_path, capfd,
+                                                monkeypatch):
   ray = pytest.importorskip('ray')
   sweep = _sweep(executor='ray')
+  # The local Ray instance's workers import the stand-in from here.
+  monkeypatch.setenv('PYTHONPATH', str(Path(__file__).parent))
   try:
     out = _outcomes(executors.Ray(sweep, sweep_standins.train),
                     _tasks(tmp_path, 1, hold=True))
   finally:
     ray.shutdown()
-  assert {v['status'] for v in out.values()} == {'ok'}
+  assert {v['status'] for v in out.values()} == {'ok'}, out
   assert out['dies']['retries'] == 1 and out['dies']['attempts'] == 2
   assert out['other']['retries'] == out['third']['retries'] == 0
   text = capfd.readouterr().out
