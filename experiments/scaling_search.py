@@ -23,7 +23,8 @@ epochs of warm-up: shorter budgets left the proxy far from converged and
 its seeds 25-30 points apart) with three seeds, trained together as one
 population. The six grid points of step 0.2 are searched by successive
 halving (η = 3: all six at one epoch, the best two on to three), then
-φ = 1 and 2. Sides are rounded to a multiple of 8, so at 32 pixels
+compound scaling against each dimension alone at φ = 1 (φ = 2, with its
+four networks at about four times the MACs, would double the time). Sides are rounded to a multiple of 8, so at 32 pixels
 γ = 1.2 gives 40 and γ = 1.4 gives 48; grid points that round to the same
 network train once.
 
@@ -98,7 +99,7 @@ def sweep_config(arg) -> ml_collections.ConfigDict:
       target=2.0, tolerance=0.1,
       # ... or a fixed list of (α, β, γ) triples instead of the grid.
       candidates=(),
-      max_phi=2,
+      max_phi=1,
       baselines=('depth', 'width', 'resolution'),
       # Every network trains with each seed; the seeds of one network train
       # together as a population ('auto': in one vmapped program unless the
