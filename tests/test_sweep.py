@@ -84,6 +84,7 @@ def search_config(tmp_path_factory):
   """The runlocal search config, its shapes data in a fresh TFDS dir."""
   config = experiment_config('scaling_search', 'runlocal')
   config.input.data_dir = str(tmp_path_factory.mktemp('tfds'))
+  config.sweep.seeds = (0, 1, 2)  # the rows below have up to three seeds
   return config
 
 
@@ -343,3 +344,34 @@ def test_report_writes_plots_and_a_row_per_trial(tmp_path, search_config):
                for line in text.splitlines()) == 1
   assert 'diverged: training diverged at step 3' in text
   assert '(same network as grid1-a)' in text
+
+
+def test_report_flags_a_phi_whose_winner_changes_with_the_budget(
+    tmp_path, search_config):
+  """At 1 epoch compound has the best mean, at 4 epochs depth does."""
+  rows = []
+  grid = dict(alpha=1.2, beta=1.1, gamma=1.2)
+  for budget, compound, depth in ((1, 0.70, 0.65), (4, 0.80, 0.84)):
+    share = dict(grid, budget=budget)
+    for prefix, kind, acc in (('compound1', 'compound', compound),
+                              ('depth1', 'depth', depth)):
+      rows += _seeded(f'{prefix}-b{budget}', kind, 1,
+                      [acc, acc + 0.01, acc - 0.01], 2e6, **share)
+    rows += _seeded(f'grid1-b{budget}', 'grid', 1,
+                    [compound, compound + 0.01, compound - 0.01], 2e6,
+                    **share)
+    rows += _seeded(f'baseline0-b{budget}', 'baseline', 0,
+                    [0.6, 0.61, 0.59], 1e6, budget=budget)
+  config = ml_collections.ConfigDict(search_config.to_dict())
+  config.sweep.budgets = (1, 4)
+  config.sweep.budget, config.sweep.seeds = 'epochs', (0, 1, 2)
+  store = results.ResultStore(tmp_path, config.to_dict())
+  for row in rows:
+    store.add(row)
+  text = report.write(tmp_path)
+  assert '### Budget: 1 epochs' in text and '### Budget: 4 epochs' in text
+  assert ('**φ = 1: the method with the best mean changes with the '
+          'budget** (compound at 1 epochs, depth only at 4 epochs)') in text
+  # The paired differences: +5 points at 1 epoch, -4 at 4 epochs.
+  assert '| +5.00 [+5.00, +5.00] | wins |' in text
+  assert '| -4.00 [-4.00, -4.00] | loses |' in text
