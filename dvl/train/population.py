@@ -189,12 +189,18 @@ class _Group:
         config=job.config)
     self.score = job.task.score
 
-  def restore(self):
-    """``(state, start step, metadata)``: the checkpoint, else fresh."""
+  def restore(self, stop_at=None):
+    """``(state, start step, metadata)``: the newest checkpoint (for a
+    rung, the newest at or before ``stop_at``), else a fresh state."""
     template = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype),
         self.pop.abstract_state())
-    restored = self.ckpt.resume(template)
+    steps = self.ckpt.all_steps()
+    early = [s for s in steps if stop_at is not None and s <= stop_at]
+    if stop_at is not None and steps and max(steps) > stop_at and early:
+      restored = self.ckpt.restore(template, step=max(early))
+    else:
+      restored = self.ckpt.resume(template)
     if restored.step is None:
       states = [fresh_state(member_config(self.job.config, s), self.job.model,
                             self.job.tx, self.job.pipeline)
@@ -211,7 +217,12 @@ class _Group:
     job, k = self.job, self.k
     total = job.total_steps
     end = total if stop_at is None else min(stop_at, total)
-    state, start, meta = self.restore()
+    state, start, meta = self.restore(stop_at)
+    if start > end:
+      raise ValueError(
+          f'{self.ckpt.directory} holds step {start} but this rung stops at '
+          f'step {end} and no checkpoint at or before it is kept: use a new '
+          'workdir for the sweep, or a larger train.keep')
     diverged = dict(meta.get('diverged', {}))
     best = meta.get('best', [{} for _ in range(k)])
     writers = [MetricWriter(d, total_steps=total, start_step=start,
