@@ -24,16 +24,17 @@ def _wait(condition, timeout=60.0) -> None:
 
 def train(config, directory, members, stop_at, mode, memory_gb):
   del stop_at, mode, memory_gb
+  stop = []
+  signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   attempt = len(list(directory.glob('attempt-*')))
   (directory / f'attempt-{attempt}').write_text(str(os.getpid()))
-  stop = []
-  signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
   dies = directory.parent / 'dies'
   if directory == dies:
     if attempt < config['kills']:
-      _wait(lambda: any(d != dies for d in dies.parent.iterdir()))
+      _wait(lambda: any(d != dies and any(d.glob('attempt-*'))
+                        for d in dies.parent.iterdir()))
       time.sleep(0.3)
       os.kill(os.getpid(), signal.SIGKILL)
     (dies / 'done').write_text('')

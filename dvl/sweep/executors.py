@@ -185,8 +185,15 @@ class Pool:
     waiting, running = list(tasks), {}
     while waiting or running:
       while waiting and len(running) < self.sweep.workers:
-        task = waiting.pop(0)
-        running[self._submit(task)] = task
+        try:
+          future = self._submit(waiting[0])
+        except BrokenProcessPool:  # it broke since the last look
+          if not running:
+            self._restart()
+          break
+        running[future] = waiting.pop(0)
+      if not running:
+        continue
       concurrent.futures.wait(
           running, return_when=concurrent.futures.FIRST_COMPLETED)
       for task, outcome in self._finished(running, retries):
@@ -201,9 +208,7 @@ class Pool:
     replaced first (every unfinished task fails with it)."""
     if any(isinstance(f.exception(), BrokenProcessPool)
            for f in running if f.done()):
-      self.pool.shutdown(wait=True)  # its workers saved and ended
-      self._drain()
-      self.pool, self.events = self._start()
+      self._restart()
     self._drain()
     done = [f for f in running if f.done()]
     broken = {running[f].id for f in done
@@ -232,6 +237,12 @@ class Pool:
         again = retries.again(task, why)
         out.append((task, None if again else _lost(why, task, retries[task])))
     return out
+
+  def _restart(self) -> None:
+    """Replaces a broken pool once its workers have saved and ended."""
+    self.pool.shutdown(wait=True)
+    self._drain()
+    self.pool, self.events = self._start()
 
   def _blamed(self, broken: set) -> set:
     """Of the tasks lost with a broken pool (ids), those whose own worker

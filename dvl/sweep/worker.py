@@ -6,6 +6,7 @@ cores and picks its GPUs (``start_worker``) before JAX is first imported.
 
 import json
 import os
+import signal
 import traceback
 from pathlib import Path
 
@@ -38,13 +39,34 @@ def start_worker(slots, threads: int, gpus: int, events=None) -> None:
         str(index * gpus + i) for i in range(gpus))
 
 
+class _Terminated(BaseException):
+  """SIGTERM reached a pool worker outside a population's own handler (a
+  BaseException: ``run_population`` records every Exception as a failure)."""
+
+
+def _terminate(signum, frame):
+  del signum, frame
+  raise _Terminated
+
+
 def run_reported(function, task_id: str, *args):
   """``function(*args)`` in a pool worker, telling the driver (the queue
   given to ``start_worker``) that this process started ``task_id``, and
   whether a signal stopped it: when a worker dies, the driver learns whose
-  worker it was."""
-  _EVENTS.put(('started', task_id, os.getpid()))
-  outcomes = function(*args)
+  worker it was.
+
+  ``args`` are ``Task.args``: the third is the members. A SIGTERM while the
+  population trains is its own (it saves a checkpoint and returns
+  'stopped'); one before or after it stops the task here, as 'stopped'.
+  """
+  previous = signal.signal(signal.SIGTERM, _terminate)
+  try:
+    _EVENTS.put(('started', task_id, os.getpid()))
+    outcomes = function(*args)
+  except _Terminated:
+    outcomes = {member[0]: {'status': 'stopped'} for member in args[2]}
+  finally:
+    signal.signal(signal.SIGTERM, previous)
   if any(o.get('status') == 'stopped' for o in outcomes.values()):
     _EVENTS.put(('stopped', task_id, os.getpid()))
   return outcomes
