@@ -122,6 +122,16 @@ def test_stopping_at_a_rung_and_resuming_trains_no_step_twice(tmp_path):
   for seed in SEEDS:
     assert final[seed]['test_accuracy'] == pytest.approx(
         straight[seed]['test_accuracy'], abs=1e-6)
+  # A rung asked of a population that already ran past it resumes from the
+  # newest checkpoint at or before the rung (step 3) and ends where the
+  # first rung did.
+  again = population.run(config, str(tmp_path / 'straight'), SEEDS,
+                         [tmp_path / f's{s}' for s in SEEDS], stop_at=4,
+                         mode='vmap')
+  for seed in SEEDS:
+    assert again[seed]['steps'] == 4
+    assert again[seed]['val_accuracy'] == pytest.approx(
+        rung[seed]['val_accuracy'], abs=1e-6)
 
 
 def test_a_population_too_large_for_memory_trains_in_sequence(tmp_path,

@@ -46,7 +46,9 @@ import numpy as np
 from dvl.checkpoint import Checkpointer, preemption_guard
 from dvl.metrics_log import MetricWriter
 from dvl.train import steps
-from dvl.train.job import Job, fresh_state, setup, state_template
+from dvl.train.job import (Job, fresh_state, input_shape, setup,
+                           state_template)
+from dvl.train.state import create_train_state
 from dvl.train.loop import prepare_process
 
 MODES = ('auto', 'vmap', 'sequential')
@@ -153,6 +155,34 @@ class PopulationSteps:
     return fn(state, batch)
 
 
+def fresh_population(job: Job, seeds: list[int]):
+  """The step-0 states of ``seeds``, stacked: each ``fresh_state`` of its
+  seed, initialised by one program vmapped over the seeds' keys (one
+  compilation, not one per seed). Models that fit variables to data
+  (``data_init``) or runs initialised from another run take
+  ``fresh_state`` seed by seed."""
+  config = job.config
+  if hasattr(job.model, 'data_init') or config.train.init_from:
+    return stack([fresh_state(member_config(config, s), job.model, job.tx,
+                              job.pipeline) for s in seeds])
+  shape = input_shape(config.run)
+  ema = config.optim.ema_decay > 0
+
+  def one(key):
+    init_rng, dropout_rng = jax.random.split(key)
+    x = jnp.zeros((1, *shape), jnp.float32)
+    variables = job.model.init({'params': init_rng, 'dropout': init_rng}, x,
+                               train=False)
+    variables = {'params': variables['params'],
+                 'batch_stats': variables.get('batch_stats', {})}
+    return create_train_state(variables, job.tx, rng=dropout_rng, ema=ema)
+
+  keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+  init = jax.jit(jax.vmap(one)).lower(keys).compile(
+      compiler_options={'xla_backend_optimization_level': 0})
+  return init(keys)
+
+
 def _stacked_batches(job: Job, seeds: list[int], start: int):
   """Host batches of every member for steps ``start + 1, ...``."""
   iters = [dataclasses.replace(job.pipeline, seed=int(s)).train_iter(start)
@@ -202,10 +232,7 @@ class _Group:
     else:
       restored = self.ckpt.resume(template)
     if restored.step is None:
-      states = [fresh_state(member_config(self.job.config, s), self.job.model,
-                            self.job.tx, self.job.pipeline)
-                for s in self.members.seeds]
-      return stack(states), 0, {}
+      return fresh_population(self.job, self.members.seeds), 0, {}
     print(f'resuming {self.k} member(s) from step {restored.step} in '
           f'{self.ckpt.directory}', flush=True)
     return restored.state, restored.step, dict(restored.metadata)
