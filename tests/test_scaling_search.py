@@ -5,13 +5,12 @@ worker processes and a real local Ray instance."""
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from dvl.sweep import report, search
-from train_runs import experiment_config, launch, run_env, start
+from train_runs import experiment_config, launch, run_env, start, wait_for
 
 SEARCH = 'experiments/scaling_search.py:runlocal'
 REPORT = 'experiments/scaling_report.py'
@@ -131,17 +130,6 @@ def test_bad_input_is_refused_before_anything_is_written(
   assert not (tmp_path / 'bad' / 'sweep.json').exists()
 
 
-def _wait_for(predicate, process, timeout=300.0):
-  deadline = time.monotonic() + timeout
-  while not predicate():
-    if process.poll() is not None:
-      raise AssertionError(f'the sweep ended (rc {process.returncode}) first')
-    if time.monotonic() > deadline:
-      process.kill()
-      raise AssertionError('timed out waiting for the sweep')
-    time.sleep(0.05)
-
-
 def _half_done_trial(workdir, ends=(40,)):
   """A population with a checkpoint short of the end (or of a halving
   rung's end), once another has finished."""
@@ -170,7 +158,7 @@ def test_killed_sweep_resumes_without_duplicates(env, tmp_path, how,
   ends = (20, 40) if searching else (40,)
   rows_expected = ROWS + 4 if searching else ROWS  # the rung rows
   process = start(SEARCH, workdir, env, *longer)
-  _wait_for(lambda: _half_done_trial(workdir, ends), process)
+  wait_for(lambda: _half_done_trial(workdir, ends), process)
   process.send_signal(how)
   process.wait(timeout=120)
   trial = _half_done_trial(workdir, ends)

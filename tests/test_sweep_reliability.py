@@ -20,7 +20,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from dvl import workdir_lock
 from dvl.sweep import executors, hparams, search
 import sweep_standins
-from train_runs import REPO, experiment_config, launch, run_env, start
+from train_runs import (REPO, experiment_config, launch, run_env, start,
+                        wait_for)
 
 SEARCH = 'experiments/scaling_search.py:runlocal'
 ROWS = 14  # the runlocal sweep's rows (tests/test_scaling_search.py)
@@ -269,18 +270,6 @@ def test_the_sweep_in_the_hparams_dashboard(undisturbed):
   check_hparams(workdir, rows)
 
 
-def _wait_for(predicate, process, timeout=600.0):
-  deadline = time.monotonic() + timeout
-  while not (found := predicate()):
-    if process.poll() is not None:
-      raise AssertionError(f'the sweep ended (rc {process.returncode}) first')
-    if time.monotonic() > deadline:
-      process.kill()
-      raise AssertionError('timed out waiting for the sweep')
-    time.sleep(0.05)
-  return found
-
-
 def _training(workdir, total=40):
   """A population with a checkpoint short of the end."""
   for trial in (Path(workdir) / 'trials').glob('pop-*'):
@@ -319,8 +308,8 @@ def _training_worker(driver: int, marker: str, workdir) -> int | None:
 
 
 def _kill_a_worker_mid_trial(workdir, process, marker) -> int:
-  _wait_for(lambda: _all_resumable(workdir), process)
-  pid = _wait_for(lambda: _training_worker(process.pid, marker, workdir),
+  wait_for(lambda: _all_resumable(workdir), process)
+  pid = wait_for(lambda: _training_worker(process.pid, marker, workdir),
                   process)
   os.kill(pid, signal.SIGKILL)
   return pid
@@ -377,11 +366,11 @@ def test_sigterm_then_rerun_gives_the_undisturbed_metrics(env, tmp_path,
        str(workdir), *LONGER], cwd=REPO, env=env, text=True,
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       preexec_fn=_one_core())
-  _wait_for(lambda: (workdir / workdir_lock.LOCK_NAME).exists(), process)
+  wait_for(lambda: (workdir / workdir_lock.LOCK_NAME).exists(), process)
   second = launch(SEARCH, workdir, env, *LONGER)
   assert second.returncode == 2
   assert f'is in use by sweep (pid {process.pid} on host ' in second.stderr
-  _wait_for(lambda: (workdir / 'results.jsonl').exists()
+  wait_for(lambda: (workdir / 'results.jsonl').exists()
             and _training(workdir), process)
   process.send_signal(signal.SIGTERM)
   out, _ = process.communicate(timeout=300)

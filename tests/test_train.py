@@ -3,13 +3,12 @@ reading of the shapes dataset, real orbax checkpoints, real signals."""
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from train_runs import (QUICK, checkpoint_steps, launch, rows, run_env,
-                        start, summary)
+                        start, summary, wait_for)
 
 # A run long enough to be killed in the middle: 40 steps, a checkpoint
 # every 10, the val split every 20.
@@ -21,17 +20,6 @@ RESUMABLE = ('--config.train.steps=40', '--config.train.checkpoint_every=10',
 def env(tmp_path_factory):
   return run_env(tmp_path_factory.mktemp('tfds'),
                  tmp_path_factory.mktemp('jax_cache'))
-
-
-def _wait_for(predicate, process, timeout=240.0):
-  deadline = time.monotonic() + timeout
-  while not predicate():
-    if process.poll() is not None:
-      raise AssertionError(f'the run ended (rc {process.returncode}) first')
-    if time.monotonic() > deadline:
-      process.kill()
-      raise AssertionError('timed out waiting for the run')
-    time.sleep(0.05)
 
 
 def test_quickstart_runlocal_end_to_end(env, tmp_path):
@@ -72,7 +60,7 @@ def straight(env, tmp_path_factory):
 def test_killed_run_resumes_to_the_same_metrics(env, tmp_path, straight):
   killed = tmp_path / 'killed'
   process = start(QUICK, killed, env, *RESUMABLE)
-  _wait_for(lambda: checkpoint_steps(killed), process)
+  wait_for(lambda: checkpoint_steps(killed), process)
   process.send_signal(signal.SIGKILL)
   process.wait()
   stopped_at = checkpoint_steps(killed)[-1]
@@ -87,7 +75,7 @@ def test_sigterm_then_rerun_resumes_to_the_same_metrics(env, tmp_path,
                                                         straight):
   stopped = tmp_path / 'stopped'
   process = start(QUICK, stopped, env, *RESUMABLE)
-  _wait_for(lambda: (stopped / 'metrics.jsonl').exists() and rows(
+  wait_for(lambda: (stopped / 'metrics.jsonl').exists() and rows(
       stopped, 'train'), process)
   process.send_signal(signal.SIGTERM)
   assert process.wait(timeout=120) == 0
@@ -123,7 +111,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(env, tmp_path):
   workdir = tmp_path / 'term'
   process = start(QUICK, workdir, env, '--config.train.steps=400',
                   '--config.train.checkpoint_every=1000')
-  _wait_for(lambda: (workdir / 'metrics.jsonl').exists() and any(
+  wait_for(lambda: (workdir / 'metrics.jsonl').exists() and any(
       r['step'] >= 5 for r in rows(workdir, 'train')), process)
   process.send_signal(signal.SIGTERM)
   assert process.wait(timeout=120) == 0

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,21 @@ def start(config: str, workdir, env, *overrides) -> subprocess.Popen:
   return subprocess.Popen(command(config, workdir, *overrides), cwd=REPO,
                           env=env, stdout=out, stderr=subprocess.STDOUT,
                           text=True)
+
+
+def wait_for(predicate, process, timeout=600.0):
+  """Polls ``predicate`` until it returns something true, which it returns;
+  fails if ``process`` (a job started by ``start``) ends first or the
+  timeout passes (killing it)."""
+  deadline = time.monotonic() + timeout
+  while not (found := predicate()):
+    if process.poll() is not None:
+      raise AssertionError(f'the job ended (rc {process.returncode}) first')
+    if time.monotonic() > deadline:
+      process.kill()
+      raise AssertionError('timed out waiting for the job')
+    time.sleep(0.05)
+  return found
 
 
 def rows(workdir, split=None) -> list[dict]:
