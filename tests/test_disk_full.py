@@ -78,6 +78,7 @@ def test_a_checkpoint_that_does_not_fit_keeps_the_last_one(
   _resumes_to_the_same_metrics(tmp_path, undisturbed)
 
 
+@pytest.mark.slow
 def test_a_metrics_row_that_does_not_fit_stops_the_run(
     tmp_path, monkeypatch, undisturbed):
   write = os.write
@@ -101,6 +102,7 @@ def test_a_metrics_row_that_does_not_fit_stops_the_run(
   assert steps == list(range(1, 9))  # the resumed log has each step once
 
 
+@pytest.mark.slow
 def test_a_summary_that_does_not_fit_is_written_on_the_rerun(
     tmp_path, monkeypatch, undisturbed):
   write_text = Path.write_text

@@ -99,6 +99,7 @@ def test_each_member_reports_in_its_own_directory(separate_and_population):
     assert splits == {'train', 'val', 'test'}
 
 
+@pytest.mark.slow
 def test_stopping_at_a_rung_and_resuming_trains_no_step_twice(tmp_path):
   config = _config(tmp_path, steps=8)
   dirs = [tmp_path / f'm{s}' for s in SEEDS]

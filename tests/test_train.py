@@ -71,6 +71,7 @@ def test_killed_run_resumes_to_the_same_metrics(env, tmp_path, straight):
   _assert_same_run(killed, straight, stopped_at)
 
 
+@pytest.mark.slow
 def test_sigterm_then_rerun_resumes_to_the_same_metrics(env, tmp_path,
                                                         straight):
   stopped = tmp_path / 'stopped'
