@@ -165,7 +165,9 @@ def test_killed_sweep_resumes_without_duplicates(env, tmp_path, how,
   longer = ('--config.train.steps=40', '--config.train.checkpoint_every=5',
             *searching)
   ends = (20, 40) if searching else (40,)
-  rows_expected = ROWS + 4 if searching else ROWS  # the rung rows
+  # Halving: four rung rows (two candidates, two seeds), and only the
+  # promoted candidate's two final rows.
+  rows_expected = ROWS + 2 if searching else ROWS
   process = start(SEARCH, workdir, env, *longer)
   wait_for(lambda: _half_done_trial(workdir, ends), process)
   process.send_signal(how)
