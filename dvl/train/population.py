@@ -273,8 +273,8 @@ class _Group:
         trained = int(state.step[0]) - start
         train_s = max(elapsed - compile_s - self._paused, 1e-9)
       step = int(state.step[0])
-      self._save(state, step, best, diverged)
       if self.guard.should_stop and step < end:
+        self._save(state, step, best, diverged)
         return None
       val = _evaluate(job, self.pop, state, 'val') if (
           job.pipeline.num_val) else [None] * k
@@ -286,6 +286,7 @@ class _Group:
             i, writer, step, val[i], test[i], best, diverged,
             started=started, compile_s=compile_s, train_s=train_s,
             trained=trained))
+      # Saved once the evaluation is in: the metadata keeps the best val.
       self._save(state, step, best, diverged)
       return results
     finally:
