@@ -149,6 +149,28 @@ def test_normalisation_statistics_come_from_training_images(data_dir):
   np.testing.assert_allclose(images.std(axis=(0, 1, 2)), 1, atol=1e-3)
 
 
+def test_pipelines_of_one_dataset_share_its_decoded_arrays(data_dir):
+  from dvl.data import pipeline as pipeline_lib
+  base = make_pipeline(_shapes_config(data_dir, resolution=16), seed=0)
+  larger = make_pipeline(_shapes_config(data_dir, resolution=24,
+                                        batch_size=16), seed=3)
+  assert larger.reader is base.reader  # decoded once
+  assert next(larger.train_iter())['image'].shape == (16, 24, 24, 3)
+  other_val = make_pipeline(_shapes_config(data_dir, val_count=40), seed=0)
+  assert other_val.reader is not base.reader
+  assert other_val.num_val == 40
+  # A cached pipeline delivers what a freshly decoded one does.
+  cached = [b['image'] for b in larger.eval_iter('val')]
+  pipeline_lib._memory_readers.clear()
+  pipeline_lib._fitted.clear()
+  fresh = make_pipeline(_shapes_config(data_dir, resolution=24,
+                                       batch_size=16), seed=3)
+  assert fresh.reader is not base.reader
+  np.testing.assert_array_equal(fresh.transforms.mean, larger.transforms.mean)
+  for got, want in zip(cached, [b['image'] for b in fresh.eval_iter('val')]):
+    np.testing.assert_array_equal(got, want)
+
+
 @_needs('oxford_pets_3class')
 def test_npz_folder_reads_pets_with_boxes_and_masks(data_dir):
   config = npz_folder.NpzFolderConfig.make(SHARED_DATA / 'oxford_pets_3class')

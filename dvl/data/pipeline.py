@@ -57,8 +57,11 @@ Fields of ``config.input`` (see ``default_input_config`` for the defaults):
     mixup_alpha, cutmix_alpha (0 is off).
 """
 
+import collections
 import dataclasses
 import functools
+import json
+import os
 
 import ml_collections
 import numpy as np
@@ -71,6 +74,16 @@ from dvl.data import transforms as transforms_lib
 _CROPS = ('none', 'pad_crop', 'inception')
 _NORMALIZE = ('standardize', 'center', 'none')
 _READERS = ('auto', 'memory', 'stream')
+# Fields that change how batches are cut, augmented or normalised but not
+# what a memory reader holds.
+_NOT_READ = ('batch_size', 'eval_batch_size', 'resolution',
+             'eval_crop_fraction', 'shuffle_buffer', 'normalize', 'mean',
+             'std', 'stats_examples', 'zca', 'zca_epsilon', 'augment')
+# A process keeps the memory readers and fitted statistics of its most
+# recent pipelines, so a sweep's trials over one dataset decode it once.
+_CACHE_SIZE = 2
+_memory_readers = collections.OrderedDict()
+_fitted = collections.OrderedDict()
 
 
 def default_input_config():
@@ -133,8 +146,38 @@ def _choose_reader(cfg, builder, n_val, precrop):
     if not fixed:
       raise ValueError(f'dataset {cfg.dataset!r} has images of varying size '
                        f'{shape}; use config.input.reader = "stream"')
-    return reader_lib.MemoryReader(cfg, builder, n_val)
+    return _cached(_memory_readers, _data_key(cfg, builder, n_val),
+                   lambda: reader_lib.MemoryReader(cfg, builder, n_val))
   return reader_lib.StreamReader(cfg, builder, n_val, precrop)
+
+
+def _data_key(cfg, builder, n_val) -> str:
+  """What a memory reader's arrays depend on: the dataset's fields of the
+  config, the validation count and the prepared files (path and time)."""
+  fields = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_READ}
+  where = os.fspath(builder.data_dir)
+  stamp = os.stat(where).st_mtime_ns if os.path.exists(where) else 0
+  return json.dumps([fields, n_val, where, stamp], sort_keys=True,
+                    default=str)
+
+
+def _cached(cache: collections.OrderedDict, key: str, make):
+  """``cache[key]``, made by ``make()`` when absent; least recent evicted."""
+  if key in cache:
+    cache.move_to_end(key)
+    return cache[key]
+  value = cache[key] = make()
+  while len(cache) > _CACHE_SIZE:
+    cache.popitem(last=False)
+  return value
+
+
+def _fit(transforms, reader, key: str) -> None:
+  """Fits the normalisation once per dataset and evaluation transform."""
+  def fit():
+    transforms.fit(reader)
+    return transforms.mean, transforms.std, transforms.zca
+  transforms.mean, transforms.std, transforms.zca = _cached(_fitted, key, fit)
 
 
 def _output_hw(cfg, builder):
@@ -243,7 +286,9 @@ def make_pipeline(input_cfg, *, seed):
   if steps_per_epoch == 0:
     raise ValueError(f'batch_size {cfg.batch_size} exceeds the {num_train} '
                      'training examples')
-  transforms.fit(reader)
+  fit_key = json.dumps([_data_key(cfg, builder, n_val), cfg.to_dict()],
+                       sort_keys=True, default=str)
+  _fit(transforms, reader, fit_key)
   channels = builder.info.features[cfg.image_key].shape[-1]
   return Pipeline(
       cfg=cfg, seed=int(seed), reader=reader, transforms=transforms,
