@@ -38,7 +38,7 @@ import numpy as np
 import optax
 
 from dvl import flops, metrics_log, models
-from dvl.peer import KERAS_PEERS, PeerProcess, time_calls
+from dvl.peer import PeerProcess, keras_peer, time_calls
 
 
 @dataclasses.dataclass
@@ -134,7 +134,7 @@ def bench_model(name: str, config, peak: float) -> list[dict]:
   dtype = jnp.dtype(config.dtype)
   dvl_model = DvlModel(name, resolution=config.resolution, dtype=dtype,
                        remat=config.remat)
-  use_peer = config.peer == 'keras' and name in KERAS_PEERS
+  use_peer = config.peer == 'keras' and keras_peer(name) is not None
   peer = PeerProcess(name, dvl_model.side) if use_peer else None
   try:
     rows = [_bench_batch(dvl_model, peer, batch, config, peak)
@@ -173,7 +173,7 @@ def _bench_batch(dvl_model: DvlModel, peer, batch: int, config,
   dvl_s, peer_s = timings['dvl'].median, timings['peer'].median
   achieved = 6 * dvl_model.macs * batch / dvl_s
   return dict(
-      model=dvl_model.name, peer=KERAS_PEERS[dvl_model.name] if peer else '',
+      model=dvl_model.name, peer=keras_peer(dvl_model.name) if peer else '',
       batch=batch, resolution=dvl_model.side, dtype=dvl_model.dtype.name,
       macs=dvl_model.macs,
       train_img_s=batch / dvl_s,
@@ -259,10 +259,11 @@ def validate(config) -> None:
   """Raises ValueError on an unknown model, peer or a bad number."""
   for name in config.models:
     models.build_model(name)  # an unknown name lists the valid ones
-    if config.remat and 'remat' not in models.model_fields(name):
-      raise ValueError(f'config.remat is set but {name} has no remat field; '
-                       'the EfficientNets, MobileNetV2 and the ResNets have '
-                       'it: drop remat or choose one of them')
+    if config.remat and not models.get_spec(name).remat:
+      able = [n for n, s in models.MODELS.items() if s.remat]
+      raise ValueError(f'config.remat is set but {name} does not support '
+                       f'remat; these models do: {", ".join(able)}. Drop '
+                       'remat or choose one of them')
   if config.peer not in ('keras', 'none'):
     raise ValueError(f"config.peer must be 'keras' or 'none'; got "
                      f'{config.peer!r}')

@@ -29,21 +29,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dvl import models
 from dvl.convert import imported, preprocess
 from dvl.data import datasets, default_input_config
 
 # Evaluation resize method of each source family; crop padding is 32 for all.
-RESIZE_METHODS = {'efficientnet': 'bicubic'}
-DEFAULT_RESIZE = 'bilinear'
 CROP_PADDING = 32
 
 
 def resize_method(model_name: str) -> str:
-  """The reference's evaluation resize for a registry name."""
-  for prefix, method in RESIZE_METHODS.items():
-    if model_name.startswith(prefix):
-      return method
-  return DEFAULT_RESIZE
+  """The reference's evaluation resize for a registry name (its spec's)."""
+  return models.get_spec(model_name).resize
 
 
 def centre_crop_resize(image, side: int, crop_padding: int, method: str):

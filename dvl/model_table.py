@@ -11,6 +11,7 @@ import os
 import ml_collections
 
 from dvl import flops, models, reference, scaling
+from dvl.models import spec
 
 CONVENTION = (
     'params: trainable parameters (BatchNorm running statistics excluded). '
@@ -40,18 +41,20 @@ def _zoo_entries(config):
                                    if n != 'efficientnet']
   for name in names:
     model = models.build_model(name)
-    yield name, name, {}, model.default_resolution, reference.ZOO.get(name)
+    yield (name, name, {}, model.default_resolution,
+           models.get_spec(name).reference)
   if 'mobilenet_v1' in names:
     for label, fields, side, macs, params, tol in reference.MOBILENET_V1_TABLES:
-      row = reference.Row(int(params * 1e6), macs, 'paper Tables 4/6/7',
-                          tolerance=tol / macs, params_tolerance=0.05 / params)
+      row = spec.Reference(int(params * 1e6), macs, 'paper Tables 4/6/7',
+                           tolerance=tol / macs,
+                           params_tolerance=0.05 / params)
       yield f'mobilenet_v1 ({label})', 'mobilenet_v1', fields, side, row
 
 
 def zoo_rows(config) -> list[dict]:
   rows = []
   for label, name, fields, side, ref in _zoo_entries(config):
-    channels = 1 if name == 'lenet5' else 3
+    channels = models.get_spec(name).channels
     cost, xla = _cost(name, fields, side, channels, config.xla)
     row = {'model': label, 'resolution': side, 'params': cost.params,
            'macs_M': round(cost.macs / 1e6, 2),
@@ -93,7 +96,7 @@ def table3_rows(config) -> list[dict]:
 def table3_semantics(config) -> str:
   lines = ['Scaling semantics (dvl.scaling):', '']
   for fam in ('mobilenet_v1', 'mobilenet_v2', 'resnet'):
-    lines.append(f'- {fam}: {scaling.SEMANTICS[fam][1]}.')
+    lines.append(f'- {fam}: {scaling.semantics(fam)}.')
   lines.append(f'- resolution: the 224 input times r, rounded to a multiple '
                f'of {config.multiple} (224 x 1.3 -> 288).')
   lines.append('- The paper defines neither the per-backbone depth/width '

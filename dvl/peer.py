@@ -15,15 +15,12 @@ import traceback
 
 import numpy as np
 
-# dvl registry name -> keras.applications constructor of the same network.
-# Keras's ResNet50 is v1 (stride in the first 1x1 of a block), as dvl's
-# resnet50_v1; dvl's resnet50 is v1.5 (stride in the 3x3, +6% MACs).
-KERAS_PEERS = {
-    'resnet50': 'ResNet50', 'resnet50_v1': 'ResNet50',
-    'mobilenet_v1': 'MobileNet', 'mobilenet_v2': 'MobileNetV2',
-    'vgg16': 'VGG16', 'vgg19': 'VGG19',
-    **{f'efficientnet_b{i}': f'EfficientNetB{i}' for i in range(8)},
-}
+def keras_peer(name: str) -> str | None:
+  """The ``keras.applications`` constructor of the same network as the
+  registered model ``name`` (its spec's Keras peer), or None."""
+  from dvl import models  # pylint: disable=import-outside-toplevel
+  keras = models.get_spec(name).keras
+  return keras.application if keras is not None and keras.peer else None
 
 
 def time_calls(fn, calls: int) -> float:
@@ -52,9 +49,9 @@ class KerasPeer:
   """The same network from keras.applications, trained with SGD through
   ``train_on_batch`` and queried with ``predict_on_batch``."""
 
-  def __init__(self, name: str, side: int):
+  def __init__(self, application: str, side: int):
     keras = import_keras()
-    self.model = getattr(keras.applications, KERAS_PEERS[name])(
+    self.model = getattr(keras.applications, application)(
         weights=None, input_shape=(side, side, 3), classes=1000,
         classifier_activation=None)
     self.model.compile(
@@ -81,11 +78,11 @@ class KerasPeer:
     return time_calls(lambda: self.model.predict_on_batch(x), calls)
 
 
-def _serve(conn, name: str, side: int) -> None:
+def _serve(conn, application: str, side: int) -> None:
   """The child process: builds the peer, then answers ``(method, args)``
   requests with ``('ok', value)`` or ``('error', traceback)``."""
   try:
-    peer = KerasPeer(name, side)
+    peer = KerasPeer(application, side)
     conn.send(('ok', None))
   except Exception:  # pylint: disable=broad-except
     conn.send(('error', traceback.format_exc()))
@@ -105,9 +102,13 @@ class PeerProcess:
   """A ``KerasPeer`` in a child process; same methods, same answers."""
 
   def __init__(self, name: str, side: int):
+    application = keras_peer(name)
+    if application is None:
+      raise ValueError(f'{name} has no Keras peer (its spec names none)')
     context = multiprocessing.get_context('spawn')
     self.conn, child = context.Pipe()
-    self.process = context.Process(target=_serve, args=(child, name, side),
+    self.process = context.Process(target=_serve,
+                                   args=(child, application, side),
                                    daemon=True)
     self.process.start()
     child.close()

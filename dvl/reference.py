@@ -1,49 +1,9 @@
-"""Published figures dvl's models are measured against (``../shared/
-REFERENCE.md``): exact parameter counts of the reference code, MACs of the
-papers and of the reference code, and EfficientNet's Table 3.
-
-``source`` says where the MAC figure compared against comes from. Counts in
-millions are written as floats, exact parameter counts as ints.
+"""Published tables dvl's models are measured against (``../shared/
+REFERENCE.md``) that span several variants or scalings: EfficientNet's paper
+MACs, MobileNetV1's Tables 4, 6 and 7 and EfficientNet's Table 3. Each
+registered variant's own published params and MACs are in its spec
+(``dvl.models.spec.Reference``).
 """
-
-import dataclasses
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-  """One model's published cost; ``tolerance`` is the allowed MAC deviation."""
-  params: int | None
-  macs_m: float
-  source: str
-  tolerance: float = 0.02
-  params_tolerance: float = 0.0
-
-
-ZOO = {
-    'lenet5': Row(61_706, 0.417, 'lecture: 61,706 params; 0.417 M MACs'),
-    'vgg16': Row(138_357_544, 15_470, 'torchvision'),
-    'vgg19': Row(143_667_240, 19_630, 'torchvision'),
-    # Table 1's "ops" column sums to 1,586 M; the text rounds it to 1.5 G.
-    'googlenet': Row(6_797_700, 1_586, 'paper Table 1 totals (5x5 branch)',
-                     tolerance=0.05, params_tolerance=0.05),
-    'resnet18': Row(11_689_512, 1_814, 'torchvision'),
-    'resnet34': Row(21_797_672, 3_664, 'torchvision'),
-    'resnet50': Row(25_557_032, 4_089, 'torchvision'),
-    'resnet101': Row(44_549_160, 7_801, 'torchvision'),
-    'resnet152': Row(60_192_808, 11_514, 'torchvision'),
-    # v1 (stride in the first 1x1), as Keras builds it: the paper's 3.8 G.
-    'resnet50_v1': Row(25_557_032, 3_800, 'ResNet paper Table 1 / Keras'),
-    'mobilenet_v1': Row(4_231_976, 569, 'paper Table 6 / Keras'),
-    'mobilenet_v2': Row(3_504_872, 300, 'paper / Keras'),
-    'efficientnet_b0': Row(5_288_548, 386, 'TF reference code'),
-    'efficientnet_b1': Row(7_794_184, 687, 'TF reference code'),
-    'efficientnet_b2': Row(9_109_994, 994, 'TF reference code'),
-    'efficientnet_b3': Row(12_233_232, 1_827, 'TF reference code'),
-    'efficientnet_b4': Row(19_341_616, 4_394, 'TF reference code'),
-    'efficientnet_b5': Row(30_389_784, 10_266, 'TF reference code'),
-    'efficientnet_b6': Row(43_040_704, 19_068, 'TF reference code'),
-    'efficientnet_b7': Row(66_347_960, 37_746, 'TF reference code'),
-}
 
 # EfficientNet's paper figures for B4/B5 sit ~4% below every count made from
 # the reference code ("may differ ... due to rounding"): 5% of the paper.

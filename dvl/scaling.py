@@ -4,7 +4,7 @@ A model config is a mapping with the registry ``name`` and any field
 overrides, e.g. ``{'name': 'resnet50'}``. Scaling never edits model code: it
 multiplies the model's own ``depth`` and ``width`` fields (every scalable
 model has them) and returns the input resolution to use. What the two fields
-mean for each family is in ``SEMANTICS`` (and in each model's docstring).
+mean for each family is in the model's spec (``semantics(family)``).
 
 Resolutions are rounded to a multiple of ``multiple`` (8 by default) so that
 a feature map halves cleanly through the first three stride-2 stages and a
@@ -18,43 +18,34 @@ from typing import Mapping
 
 from dvl import models
 
-# family: (registry names, what depth and width mean)
-SEMANTICS = {
-    'resnet': (('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'),
-               'depth multiplies the block count of each of the four stages '
-               '(rounded up); width multiplies every channel count (stem, '
-               'bottleneck inner and outer widths), rounded to a multiple of 8'),
-    'vgg': (tuple(n for n in models.MODELS if n.startswith('vgg')),
-            'depth multiplies the 3x3 convolutions of each of the five stages '
-            '(rounded up); width multiplies every convolution\'s channels '
-            '(multiple of 8); the 4096-wide classifier is unchanged'),
-    'mobilenet_v1': (('mobilenet_v1',),
-                     'depth multiplies the block count of each of the five '
-                     'width stages 64/128/256/512/1024 (1, 2, 2, 6, 2 blocks; '
-                     'rounded up); width is the multiplier alpha on every '
-                     'layer (multiple of 8)'),
-    'mobilenet_v2': (('mobilenet_v2',),
-                     'depth multiplies the repeats of each of the seven '
-                     'block-string stages (rounded up); width multiplies the '
-                     'stem and every stage (multiple of 8), the 1280 head '
-                     'grows but never shrinks'),
-    'efficientnet': (tuple(n for n in models.MODELS
-                           if n.startswith('efficientnet')),
-                     'depth multiplies the repeats of each of the seven '
-                     'block-string stages (rounded up); width multiplies the '
-                     'stem, every stage and the head (multiple of 8): the TF '
-                     "reference's own rule"),
-}
+def families() -> dict[str, tuple[str, ...]]:
+  """Scaling family -> the registered models that scale by its rules."""
+  out = {}
+  for name, spec in models.MODELS.items():
+    if spec.scaling is not None:
+      out.setdefault(spec.scaling.family, ())
+      out[spec.scaling.family] += (name,)
+  return out
+
+
+def semantics(family_name: str) -> str:
+  """What depth and width mean for a scaling family."""
+  for spec in models.MODELS.values():
+    if spec.scaling is not None and spec.scaling.family == family_name:
+      return spec.scaling.semantics
+  raise ValueError(f'no scaling family {family_name!r}; the families are '
+                   f'{", ".join(families())}')
 
 
 def family(name: str) -> str:
   """The scaling family of a registered model; raises when unsupported."""
-  for fam, (names, _) in SEMANTICS.items():
-    if name in names:
-      return fam
-  supported = [n for names, _ in SEMANTICS.values() for n in names]
-  raise ValueError(f'model {name!r} cannot be scaled: the scaling functions '
-                   f'support {", ".join(supported)}')
+  spec = models.get_spec(name)
+  if spec.scaling is None:
+    supported = [n for names in families().values() for n in names]
+    raise ValueError(f'model {name!r} cannot be scaled (its spec has no '
+                     f'scaling rules): the scaling functions support '
+                     f'{", ".join(supported)}')
+  return spec.scaling.family
 
 
 def round_resolution(resolution: float, multiple: int = 8) -> int:

@@ -92,7 +92,7 @@ def test_a_model_without_a_peer_gets_dashes():
     (dict(peer='torch'), "config.peer must be 'keras' or 'none'"),
     (dict(rounds=0), 'config.rounds must be >= 1'),
     (dict(batch_sizes=()), 'config.batch_sizes needs batch sizes'),
-    (dict(remat=True), 'mobilenet_v1 has no remat field'),
+    (dict(remat=True), 'mobilenet_v1 does not support remat'),
 ])
 def test_bad_config_is_refused(change, message):
   config = experiment_config('benchmark', 'runlocal')

@@ -9,7 +9,6 @@ import pytest
 from dvl import models
 from model_variables import random_variables
 
-SMALL = {'lenet5': (32, 1)}
 # VGG's 4096-wide classifier is shrunk here: the layers under test are the same.
 OVERRIDES = {n: dict(fc_width=64) for n in models.MODELS if n.startswith('vgg')}
 
@@ -33,7 +32,8 @@ DEEP = ('resnet101', 'resnet152', 'efficientnet_b3', 'efficientnet_b4',
     pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n
     for n in models.classifiers()])
 def test_every_model_trains_and_evaluates(name):
-  side, channels = SMALL.get(name, (64, 3))
+  channels = models.get_spec(name).channels
+  side = 32 if channels == 1 else 64  # LeNet-5's digits are 32x32
   model = _build(name)
   x = jax.random.normal(jax.random.key(0), (2, side, side, channels))
   variables = random_variables(model, x)

@@ -254,8 +254,8 @@ def convert(name: str, path, *, alpha: float = 1.0,
 
   def fail(problem: str):
     raise WeightMismatchError(
-        f'{path} does not fit dvl {name} (Keras {family.keras}{variant}): '
-        f'{problem}. Is the file for another model or variant (say '
+        f'{path} does not fit dvl {name} (Keras '
+        f'{family.application}{variant}): {problem}. Is the file for another model or variant (say '
         'EfficientNetB1 weights for B0, or another MobileNet alpha)? '
         'Nothing was written.')
 
@@ -265,7 +265,7 @@ def convert(name: str, path, *, alpha: float = 1.0,
   variables = _assemble(flat, shapes)
   info = {
       'model': name, 'fields': fields,
-      'source': {'framework': 'keras', 'application': family.keras,
+      'source': {'framework': 'keras', 'application': family.application,
                  'file': str(Path(path).expanduser().resolve()),
                  'format': weights.format,
                  'folded_biases': sum(k.startswith('fold:') for k in flat)},

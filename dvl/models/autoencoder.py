@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import spec
 from dvl.models.unet import check_divisible
 
 MODES = {
@@ -61,7 +62,6 @@ class ConvAutoencoder(nn.Module):
   dtype: object = jnp.float32
 
   default_resolution: ClassVar[int] = 64
-  task: ClassVar[str] = 'reconstruction'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -85,3 +85,9 @@ class ConvAutoencoder(nn.Module):
     features['pre_logits'] = x
     x = nn.Conv(out_channels, (3, 3), dtype=self.dtype, name='output')(x)
     return nn.sigmoid(x), features
+
+
+SPECS = tuple(
+    spec.ModelSpec(f'autoencoder_{mode}', ConvAutoencoder, fields,
+                   task='reconstruction', resolution=64)
+    for mode, fields in MODES.items())

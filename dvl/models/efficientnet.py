@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from dvl import layers
 from dvl.models import blocks
+from dvl.models import spec
 from dvl.models.common import Classifier, check_input, positive
 
 EFFICIENTNET_B0 = (
@@ -132,3 +133,104 @@ def efficientnet_fields(name: str) -> dict:
   width, depth, resolution, dropout = EFFICIENTNET[name]
   return dict(width=width, depth=depth, resolution=resolution,
               dropout=dropout)
+
+
+def _stages(model):
+  return blocks.scale_stages(model.blocks, width=model.width, depth=model.depth)
+
+
+def keras_rules(model) -> list[spec.Rule]:
+  """Keras ``EfficientNetB0``…``B7`` (blocks ``block{stage}{letter}_``)."""
+  rules = [spec.Rule('normalization', 'normalization', '', auto_named=True),
+           *spec.conv_bn('stem_conv', 'stem_bn', 'stem')]
+  for i, stage in enumerate(_stages(model)):
+    for j in range(stage.repeats):
+      k, d = f'block{i + 1}{chr(ord("a") + j)}_', f'stage{i + 1}_block{j + 1}'
+      if stage.expansion != 1:
+        rules += spec.conv_bn(k + 'expand_conv', k + 'expand_bn', d + '/expand')
+      rules += spec.conv_bn(k + 'dwconv', k + 'bn', d + '/depthwise',
+                            'depthwise')
+      if stage.se_ratio:
+        rules += [spec.Rule('conv', k + 'se_reduce', d + '/se/reduce'),
+                  spec.Rule('conv', k + 'se_expand', d + '/se/expand')]
+      rules += spec.conv_bn(k + 'project_conv', k + 'project_bn',
+                            d + '/project')
+  return [*rules, *spec.conv_bn('top_conv', 'top_bn', 'head_conv'),
+          spec.Rule('dense', 'predictions', 'head/dense')]
+
+
+def mobilenet_v2_keras_rules(model) -> list[spec.Rule]:
+  """Keras ``MobileNetV2`` (blocks numbered globally: ``expanded_conv_``,
+  then ``block_1_`` … ``block_16_``)."""
+  rules = spec.conv_bn('Conv1', 'bn_Conv1', 'stem')
+  index = 0
+  for i, stage in enumerate(_stages(model)):
+    for j in range(stage.repeats):
+      k = f'block_{index}_' if index else 'expanded_conv_'
+      d = f'stage{i + 1}_block{j + 1}'
+      if stage.expansion != 1:
+        rules += spec.conv_bn(k + 'expand', k + 'expand_BN', d + '/expand')
+      rules += spec.conv_bn(k + 'depthwise', k + 'depthwise_BN',
+                            d + '/depthwise', 'depthwise')
+      rules += spec.conv_bn(k + 'project', k + 'project_BN', d + '/project')
+      index += 1
+  return [*rules, *spec.conv_bn('Conv_1', 'Conv_1_bn', 'head_conv'),
+          spec.Rule('dense', 'predictions', 'head/dense')]
+
+
+# Keras's BatchNorm epsilon and TensorFlow SAME padding.
+_TF_BN = dict(bn_epsilon=1e-3, padding='same')
+# The CPU proxy: three MBConv stages of two blocks with strides 1, 2, 2
+# after the stride-2 stem, so a 32x32 image ends on a 4x4 map; at two
+# blocks per stage every depth step of a 0.2 grid changes the network.
+# BatchNorm momentum 0.9: with 0.99 the running statistics of a short run
+# lag the weights and evaluation falls to chance.
+PROXY_BLOCKS = ('ir_r2_k3_s1_e1_c16_se0.25', 'ir_r2_k3_s2_e4_c24_se0.25',
+                'ir_r2_k3_s2_e4_c40_se0.25')
+SCALING = spec.Scaling(
+    'efficientnet', 'depth multiplies the repeats of each of the seven '
+    'block-string stages (rounded up); width multiplies the stem, every '
+    "stage and the head (multiple of 8): the TF reference's own rule",
+    proxy=dict(blocks=PROXY_BLOCKS, stem_width=16, head_width=128,
+               resolution=32, dropout=0.0, drop_connect=0.0, bn_momentum=0.9))
+# MACs of the TF reference code; the paper's B4/B5 sit ~4% below every count
+# made from it ("may differ ... due to rounding"; dvl.reference).
+REFERENCE_MACS_M = dict(efficientnet_b0=386, efficientnet_b1=687,
+                        efficientnet_b2=994, efficientnet_b3=1_827,
+                        efficientnet_b4=4_394, efficientnet_b5=10_266,
+                        efficientnet_b6=19_068, efficientnet_b7=37_746)
+REFERENCE_PARAMS = dict(efficientnet_b0=5_288_548, efficientnet_b1=7_794_184,
+                        efficientnet_b2=9_109_994, efficientnet_b3=12_233_232,
+                        efficientnet_b4=19_341_616, efficientnet_b5=30_389_784,
+                        efficientnet_b6=43_040_704, efficientnet_b7=66_347_960)
+
+SPECS = (
+    spec.ModelSpec(
+        'mobilenet_v2', EfficientNet, MOBILENET_V2_FIELDS,
+        scaling=spec.Scaling(
+            'mobilenet_v2', 'depth multiplies the repeats of each of the '
+            'seven block-string stages (rounded up); width multiplies the stem '
+            'and every stage (multiple of 8), the 1280 head grows but never '
+            'shrinks',
+            proxy=dict(width=0.35, dropout=0.0, drop_connect=0.0,
+                       bn_momentum=0.9)),
+        reference=spec.Reference(3_504_872, 300, 'paper / Keras'),
+        keras=spec.Keras('MobileNetV2', mobilenet_v2_keras_rules, 'tf',
+                         _TF_BN, alpha=True),
+        remat=True),
+    # B0 under the family's name: the base the scaling search scales.
+    spec.ModelSpec('efficientnet', EfficientNet, resize='bicubic',
+                   scaling=SCALING,
+                   keras=spec.Keras('EfficientNet', keras_rules, 'in_model',
+                                    _TF_BN, peer=False),
+                   remat=True),
+    *(spec.ModelSpec(
+        name, EfficientNet, efficientnet_fields(name),
+        resolution=EFFICIENTNET[name][2], resize='bicubic', scaling=SCALING,
+        reference=spec.Reference(REFERENCE_PARAMS[name],
+                                 REFERENCE_MACS_M[name], 'TF reference code'),
+        keras=spec.Keras(f'EfficientNetB{name[-1]}', keras_rules, 'in_model',
+                         _TF_BN),
+        remat=True)
+      for name in EFFICIENTNET),
+)

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dvl import layers
+from dvl.models import spec
 from dvl.models.yolo import registered_backbone
 
 VARIANTS = {'fcn32s': 32, 'fcn16s': 16, 'fcn8s': 8}
@@ -130,7 +131,6 @@ class FCN(nn.Module):
   dtype: object = jnp.float32
 
   default_resolution: ClassVar[int] = 224
-  task: ClassVar[str] = 'segmentation'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -193,3 +193,7 @@ class FCN(nn.Module):
           x, kernel.reshape(k, k, x.shape[-1], -1), bias)
       x = drop(nn.relu(x))
     return x
+
+
+SPECS = tuple(spec.ModelSpec(name, FCN, dict(stride=stride), task='segmentation')
+              for name, stride in VARIANTS.items())

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import spec
 from dvl.models.common import Classifier, check_input
 
 # Table 1: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj.
@@ -89,3 +90,13 @@ class GoogLeNet(nn.Module):
     features['pre_logits'] = x
     return Classifier(self.num_classes, self.dropout, self.dtype,
                       name='head')(x, train=train), features
+
+
+SPECS = (
+    # Table 1's "ops" column sums to 1,586 M; the text rounds it to 1.5 G.
+    spec.ModelSpec(
+        'googlenet', GoogLeNet,
+        reference=spec.Reference(6_797_700, 1_586,
+                                 'paper Table 1 totals (5x5 branch)',
+                                 tolerance=0.05, params_tolerance=0.05)),
+)

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import spec
 from dvl.models.common import Classifier, check_input
 
 
@@ -47,3 +48,11 @@ class LeNet5(nn.Module):
     features['pre_logits'] = x
     return Classifier(self.num_classes, dtype=self.dtype, name='head')(
         x, train=train), features
+
+
+SPECS = (
+    spec.ModelSpec(
+        'lenet5', LeNet5, channels=1, resolution=32,
+        reference=spec.Reference(61_706, 0.417,
+                                 'lecture: 61,706 params; 0.417 M MACs')),
+)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from dvl import layers
 from dvl.models import blocks
+from dvl.models import spec
 from dvl.models.common import Classifier, check_input, positive
 
 BLOCKS = ('ds_r1_k3_s1_c64', 'ds_r2_k3_s2_c128', 'ds_r2_k3_s2_c256',
@@ -80,3 +81,45 @@ class MobileNetV1(nn.Module):
     features['pre_logits'] = x
     return Classifier(self.num_classes, self.dropout, self.dtype,
                       name='head')(x, train=train), features
+
+
+def keras_rules(model) -> list[spec.Rule]:
+  """Keras ``MobileNet`` (``conv_dw_{n}`` / ``conv_pw_{n}``, n = 1…13, and
+  the 1×1 convolution classifier ``conv_preds``)."""
+  if not model.separable:
+    raise ValueError('Keras has no full-convolution MobileNet; import into '
+                     'mobilenet_v1 with separable=True')
+  rules = spec.conv_bn('conv1', 'conv1_bn', 'stem')
+  index = 1
+  stages = blocks.scale_stages(model.blocks, width=model.width,
+                               depth=model.depth)
+  for i, stage in enumerate(stages):
+    for j in range(stage.repeats):
+      d = f'stage{i + 1}_block{j + 1}'
+      rules += spec.conv_bn(f'conv_dw_{index}', f'conv_dw_{index}_bn',
+                            d + '/depthwise', 'depthwise')
+      rules += spec.conv_bn(f'conv_pw_{index}', f'conv_pw_{index}_bn',
+                            d + '/pointwise')
+      index += 1
+  return [*rules, spec.Rule('conv_dense', 'conv_preds', 'head/dense')]
+
+
+SPECS = (
+    spec.ModelSpec(
+        'mobilenet_v1', MobileNetV1,
+        scaling=spec.Scaling(
+            'mobilenet_v1', 'depth multiplies the block count of each of the '
+            'five width stages 64/128/256/512/1024 (1, 2, 2, 6, 2 blocks; '
+            'rounded up); width is the multiplier alpha on every layer '
+            '(multiple of 8)',
+            # Width 0.25 with the last two stages at stride 1: a 32x32
+            # input ends on a 4x4 map, not ImageNet's 1x1.
+            proxy=dict(blocks=('ds_r1_k3_s1_c64', 'ds_r2_k3_s2_c128',
+                               'ds_r2_k3_s2_c256', 'ds_r6_k3_s1_c512',
+                               'ds_r2_k3_s1_c1024'),
+                       width=0.25, dropout=0.0, bn_momentum=0.9)),
+        reference=spec.Reference(4_231_976, 569, 'paper Table 6 / Keras'),
+        # MobileNetV1's BatchNorm epsilon is fixed at Keras's 1e-3.
+        keras=spec.Keras('MobileNet', keras_rules, 'tf',
+                         dict(padding='same'), alpha=True)),
+)

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dvl import layers
+from dvl.models import spec
 from dvl.models.common import check_input
 
 
@@ -196,3 +197,6 @@ class ResNetCifar(nn.Module):
     params = dict(variables['params'])
     params['prep'] = dict(params['prep'], kernel=jnp.asarray(kernel))
     return dict(variables, params=params)
+
+
+SPECS = (spec.ModelSpec('resnet9', ResNetCifar, resolution=32),)

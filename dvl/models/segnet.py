@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import spec
 from dvl.models.unet import check_divisible
 
 
@@ -72,7 +73,6 @@ class SegNet(nn.Module):
   dtype: object = jnp.float32
 
   default_resolution: ClassVar[int] = 224
-  task: ClassVar[str] = 'segmentation'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -99,3 +99,6 @@ class SegNet(nn.Module):
     features['pre_logits'] = x
     return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
                    name='classifier')(x), features
+
+
+SPECS = (spec.ModelSpec('segnet', SegNet, task='segmentation'),)

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import spec
 
 
 def check_divisible(x, *, factor: int, depth: int, model: str) -> None:
@@ -68,7 +69,6 @@ class UNet(nn.Module):
   dtype: object = jnp.float32
 
   default_resolution: ClassVar[int] = 256
-  task: ClassVar[str] = 'segmentation'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -98,3 +98,6 @@ class UNet(nn.Module):
     features['pre_logits'] = x
     return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
                    name='classifier')(x), features
+
+
+SPECS = (spec.ModelSpec('unet', UNet, task='segmentation', resolution=256),)

@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import spec
 from dvl.models.common import Classifier, check_input, positive
 
 STAGES = {
@@ -70,3 +71,34 @@ class VGG(nn.Module):
     features['pre_logits'] = x
     return Classifier(self.num_classes, dtype=self.dtype, name='head')(
         x, train=train), features
+
+
+def keras_rules(model) -> list[spec.Rule]:
+  """Keras ``VGG16`` / ``VGG19`` (``block{i}_conv{j}``, ``fc1``, ``fc2``)."""
+  if model.batch_norm:
+    raise ValueError('Keras VGG has no BatchNorm; import into vgg16 or vgg19')
+  rules = [spec.Rule('conv', f'block{i + 1}_conv{j + 1}',
+                     f'stage{i + 1}_conv{j + 1}/conv')
+           for i, n in enumerate(model.stage_sizes)
+           for j in range(layers.round_repeats(n, model.depth))]
+  return [*rules, spec.Rule('dense', 'fc1', 'fc1'),
+          spec.Rule('dense', 'fc2', 'fc2'),
+          spec.Rule('dense', 'predictions', 'head/dense')]
+
+
+SCALING = spec.Scaling(
+    'vgg', 'depth multiplies the 3x3 convolutions of each of the five stages '
+    "(rounded up); width multiplies every convolution's channels (multiple "
+    'of 8); the 4096-wide classifier is unchanged')
+REFERENCE = {'vgg16': spec.Reference(138_357_544, 15_470, 'torchvision'),
+             'vgg19': spec.Reference(143_667_240, 19_630, 'torchvision')}
+KERAS = {name: spec.Keras(name.upper(), keras_rules, 'caffe')
+         for name in ('vgg16', 'vgg19')}
+
+SPECS = tuple(
+    spec.ModelSpec(f'{name}{suffix}', VGG,
+                   dict(stage_sizes=stages, batch_norm=bool(suffix)),
+                   scaling=SCALING,
+                   reference=None if suffix else REFERENCE.get(name),
+                   keras=None if suffix else KERAS.get(name))
+    for suffix in ('', '_bn') for name, stages in STAGES.items())

@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import spec
 from dvl.models.common import check_input, positive
 
 STAGES = (
@@ -126,7 +127,6 @@ class YOLO(nn.Module):
   dtype: object = jnp.float32
 
   default_resolution: ClassVar[int] = 448
-  task: ClassVar[str] = 'detection'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -194,3 +194,6 @@ class YOLO(nn.Module):
       raise ValueError(f'yolo: backbone returns no stageN features (it has: '
                        f'{", ".join(features)}); name one with feature=')
     return features[stages[-1]]
+
+
+SPECS = (spec.ModelSpec('yolo_v1', YOLO, task='detection', resolution=448),)
