@@ -338,9 +338,10 @@ class _Group:
     for i, writer in enumerate(writers):
       writer.write_scalars(step, {k: v[i] for k, v in last.items()},
                            split='train')
-    mean_loss = float(np.nanmean(last['loss']))
-    print(f'step {step}/{self.job.total_steps} ({self.k} member(s)) '
-          f'loss {mean_loss:.4f}', flush=True)
+    finite = np.asarray(last['loss'])[np.isfinite(last['loss'])]
+    loss = f'loss {finite.mean():.4f}' if finite.size else 'every loss diverged'
+    print(f'step {step}/{self.job.total_steps} ({self.k} member(s)) {loss}',
+          flush=True)
 
   def _save(self, state, step, best, diverged):
     meta = {'epoch': step / self.job.steps_per_epoch, 'diverged': diverged}
