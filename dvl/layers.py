@@ -73,14 +73,17 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
   return ACTIVATIONS[name]
 
 
-def round_filters(channels: float, divisor: int = 8) -> int:
+def round_filters(channels: float, divisor: int = 8,
+                  min_ratio: float = 0.9) -> int:
   """Rounds a channel count to the nearest multiple of ``divisor``.
 
   The rule of the TF reference EfficientNet and MobileNetV2: never below
-  ``divisor``, and one more step up when rounding lost more than 10%.
+  ``divisor``, and one more step up when the rounded count fell below
+  ``min_ratio`` of ``channels`` (lost more than 10%). EfficientNetV2's
+  reference drops that step: ``min_ratio=0``.
   """
   rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
-  if rounded < 0.9 * channels:
+  if rounded < min_ratio * channels:
     rounded += divisor
   return int(rounded)
 
@@ -388,6 +391,50 @@ class InvertedResidual(nn.Module):
       y = SqueezeExcite(max(1, int(in_ch * self.se_ratio)), act=self.act,
                         dtype=self.dtype, name='se')(y)
     y = ConvBN(self.features, 1, act=None, name='project', **bn)(y, train=train)
+    if self.strides == 1 and in_ch == self.features:
+      y = DropPath(self.drop_path, name='drop_path')(y, train=train) + x
+    return y
+
+
+class FusedInvertedResidual(nn.Module):
+  """Fused-MBConv (Tan & Le 2021, "EfficientNetV2", Figure 2): MBConv with
+  its 1×1 expansion and depthwise ``k×k`` fused into one ``k×k``
+  convolution, then optional squeeze-and-excitation, a linear 1×1
+  projection, and the residual with drop-connect when the shapes allow it.
+
+  With ``expansion == 1`` the block is a single ``k×k`` convolution with
+  BatchNorm and activation (named ``project``, as in the reference), plus
+  the residual. ``se_ratio`` is taken of the block's input channels.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  expansion: float = 4
+  se_ratio: float = 0.0
+  drop_path: float = 0.0
+  act: str = 'swish'
+  padding: str = 'same'
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-3
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    in_ch = x.shape[-1]
+    bn = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+              padding=self.padding, dtype=self.dtype)
+    fused = self.expansion != 1
+    y = x
+    if fused:
+      y = ConvBN(int(round(in_ch * self.expansion)), self.kernel_size,
+                 self.strides, act=self.act, name='expand', **bn)(
+                     y, train=train)
+    if self.se_ratio > 0:
+      y = SqueezeExcite(max(1, int(in_ch * self.se_ratio)), act=self.act,
+                        dtype=self.dtype, name='se')(y)
+    y = ConvBN(self.features, 1 if fused else self.kernel_size,
+               1 if fused else self.strides, act=None if fused else self.act,
+               name='project', **bn)(y, train=train)
     if self.strides == 1 and in_ch == self.features:
       y = DropPath(self.drop_path, name='drop_path')(y, train=train) + x
     return y

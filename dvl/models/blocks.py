@@ -1,16 +1,18 @@
 """Architectures as data: the block-string decoder shared by MobileNetV1,
-MobileNetV2 and EfficientNet.
+MobileNetV2, EfficientNet and EfficientNetV2.
 
 A stage is one short string of ``_``-separated fields, e.g.
 ``'ir_r2_k3_s2_e6_c24_se0.25'``:
 
 ========  =====================================================
-``ir``    block type: ``ir`` inverted residual (MBConv), ``ds``
-          depthwise-separable (MobileNetV1)
+``ir``    block type: ``ir`` inverted residual (MBConv), ``fr``
+          fused inverted residual (Fused-MBConv: one ``k×k``
+          convolution expands, or with ``e1`` is the whole block),
+          ``ds`` depthwise-separable (MobileNetV1)
 ``rN``    repeats: N blocks in the stage
-``kN``    depthwise kernel size
+``kN``    kernel size (depthwise; the fused convolution's in ``fr``)
 ``sN``    stride of the stage's first block (the others use 1)
-``eX``    expansion ratio of an inverted residual (default 1)
+``eX``    expansion ratio of an ``ir`` or ``fr`` block (default 1)
 ``cN``    output channels
 ``seX``   squeeze-and-excitation ratio of the block input (default 0)
 ========  =====================================================
@@ -21,7 +23,7 @@ import re
 
 from dvl import layers
 
-BLOCK_TYPES = ('ir', 'ds')
+BLOCK_TYPES = ('ir', 'fr', 'ds')
 _FIELD = re.compile(r'^(r|k|s|e|c|se)(\d+(?:\.\d+)?)$')
 
 
@@ -63,7 +65,7 @@ def decode(block: str) -> StageSpec:
 def encode(spec: StageSpec) -> str:
   """The inverse of ``decode``."""
   out = f'{spec.kind}_r{spec.repeats}_k{spec.kernel}_s{spec.stride}'
-  if spec.kind == 'ir':
+  if spec.kind in ('ir', 'fr'):
     out += f'_e{spec.expansion:g}'
   out += f'_c{spec.channels}'
   if spec.se_ratio:
@@ -71,13 +73,17 @@ def encode(spec: StageSpec) -> str:
   return out
 
 
-def scale_stages(blocks, *, width: float, depth: float, divisor: int = 8):
+def scale_stages(blocks, *, width: float, depth: float, divisor: int = 8,
+                 min_ratio: float = 0.9):
   """Decodes ``blocks`` and scales them: ``channels`` by ``width`` (rounded
-  with ``layers.round_filters``) and ``repeats`` by ``depth`` (rounded up)."""
+  with ``layers.round_filters(…, divisor, min_ratio)``) and ``repeats`` by
+  ``depth`` (rounded up)."""
   out = []
   for block in blocks:
     spec = decode(block)
     out.append(dataclasses.replace(
-        spec, channels=layers.round_filters(spec.channels * width, divisor),
+        spec,
+        channels=layers.round_filters(spec.channels * width, divisor,
+                                      min_ratio),
         repeats=layers.round_repeats(spec.repeats, depth)))
   return out

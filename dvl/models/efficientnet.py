@@ -1,5 +1,6 @@
 """MobileNetV2 and EfficientNet: one network of inverted-residual stages
-built from block strings (``dvl.models.blocks``).
+built from block strings (``dvl.models.blocks``); EfficientNetV2
+(``dvl.models.efficientnet_v2``) is the same network with fused stages.
 
 - MobileNetV2 (Sandler et al. 2018, "MobileNetV2: Inverted residuals and
   linear bottlenecks", Table 2): ReLU6, no squeeze-and-excitation, 1280-wide
@@ -52,8 +53,12 @@ EFFICIENTNET = {
 class EfficientNet(nn.Module):
   """A stem, inverted-residual stages from block strings, a 1×1 head.
 
-  ``resolution`` is the reference input side; the module accepts any input
-  of at least ``min_resolution``. Defaults are EfficientNet-B0.
+  Stages of type ``ir`` are MBConv (``layers.InvertedResidual``), ``fr``
+  Fused-MBConv (``layers.FusedInvertedResidual``). ``resolution`` is the
+  reference input side; the module accepts any input of at least
+  ``min_resolution``. ``round_min_ratio`` is ``layers.round_filters``'s
+  ``min_ratio`` for every scaled width (0: EfficientNetV2's rounding).
+  Defaults are EfficientNet-B0.
   """
   blocks: Sequence[str] = EFFICIENTNET_B0
   width: float = 1.0
@@ -64,6 +69,7 @@ class EfficientNet(nn.Module):
   stem_width: int = 32
   head_width: int = 1280
   head_never_shrinks: bool = False
+  round_min_ratio: float = 0.9
   act: str = 'swish'
   padding: str = 'same'
   bn_momentum: float = 0.99
@@ -79,8 +85,22 @@ class EfficientNet(nn.Module):
   def default_resolution(self) -> int:
     return self.resolution
 
+  def _block(self, stage: int, kind: str):
+    """The block class of a stage's type and its type-specific fields."""
+    if kind == 'ir':
+      block, extra = layers.InvertedResidual, dict(
+          depthwise_impl=self.depthwise_impl)
+    elif kind == 'fr':
+      block, extra = layers.FusedInvertedResidual, {}
+    else:
+      raise ValueError(f'efficientnet: stage {stage + 1} has block type '
+                       f"{kind!r}; only 'ir' (MBConv) and 'fr' (Fused-MBConv) "
+                       'are built')
+    return (layers.remat(block) if self.remat else block), extra
+
   def _head_width(self) -> int:
-    head = layers.round_filters(self.head_width * self.width)
+    head = layers.round_filters(self.head_width * self.width,
+                                min_ratio=self.round_min_ratio)
     return max(head, self.head_width) if self.head_never_shrinks else head
 
   @nn.compact
@@ -92,26 +112,23 @@ class EfficientNet(nn.Module):
     bn = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
               dtype=self.dtype)
     features = {}
-    x = layers.ConvBN(layers.round_filters(self.stem_width * self.width), 3, 2,
-                      act=self.act, padding=self.padding, name='stem', **bn)(
-                          x.astype(self.dtype), train=train)
+    stem = layers.round_filters(self.stem_width * self.width,
+                                min_ratio=self.round_min_ratio)
+    x = layers.ConvBN(stem, 3, 2, act=self.act, padding=self.padding,
+                      name='stem', **bn)(x.astype(self.dtype), train=train)
     features['stem'] = x
-    stages = blocks.scale_stages(self.blocks, width=self.width, depth=self.depth)
-    total = sum(s.repeats for s in stages)
-    block = (layers.remat(layers.InvertedResidual) if self.remat
-             else layers.InvertedResidual)
+    scaled = stages(self)
+    total = sum(s.repeats for s in scaled)
     index = 0
-    for i, spec in enumerate(stages):
-      if spec.kind != 'ir':
-        raise ValueError(f'efficientnet: stage {i + 1} has block type '
-                         f"{spec.kind!r}; only 'ir' (inverted residual) is built")
+    for i, spec in enumerate(scaled):
+      block, extra = self._block(i, spec.kind)
       for j in range(spec.repeats):
         x = block(
             spec.channels, spec.kernel, spec.stride if j == 0 else 1,
             spec.expansion, spec.se_ratio,
             drop_path=self.drop_connect * index / total, act=self.act,
-            padding=self.padding, depthwise_impl=self.depthwise_impl,
-            name=f'stage{i + 1}_block{j + 1}', **bn)(x, train=train)
+            padding=self.padding, name=f'stage{i + 1}_block{j + 1}',
+            **extra, **bn)(x, train=train)
         index += 1
       features[f'stage{i + 1}'] = x
     x = layers.ConvBN(self._head_width(), 1, act=self.act, name='head_conv',
@@ -135,15 +152,17 @@ def efficientnet_fields(name: str) -> dict:
               dropout=dropout)
 
 
-def _stages(model):
-  return blocks.scale_stages(model.blocks, width=model.width, depth=model.depth)
+def stages(model) -> list[blocks.StageSpec]:
+  """The stages of an ``EfficientNet`` module, scaled by its fields."""
+  return blocks.scale_stages(model.blocks, width=model.width, depth=model.depth,
+                             min_ratio=model.round_min_ratio)
 
 
 def keras_rules(model) -> list[spec.Rule]:
   """Keras ``EfficientNetB0``…``B7`` (blocks ``block{stage}{letter}_``)."""
   rules = [spec.Rule('normalization', 'normalization', '', auto_named=True),
            *spec.conv_bn('stem_conv', 'stem_bn', 'stem')]
-  for i, stage in enumerate(_stages(model)):
+  for i, stage in enumerate(stages(model)):
     for j in range(stage.repeats):
       k, d = f'block{i + 1}{chr(ord("a") + j)}_', f'stage{i + 1}_block{j + 1}'
       if stage.expansion != 1:
@@ -164,7 +183,7 @@ def mobilenet_v2_keras_rules(model) -> list[spec.Rule]:
   then ``block_1_`` … ``block_16_``)."""
   rules = spec.conv_bn('Conv1', 'bn_Conv1', 'stem')
   index = 0
-  for i, stage in enumerate(_stages(model)):
+  for i, stage in enumerate(stages(model)):
     for j in range(stage.repeats):
       k = f'block_{index}_' if index else 'expanded_conv_'
       d = f'stage{i + 1}_block{j + 1}'
