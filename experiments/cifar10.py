@@ -11,7 +11,7 @@ one-epoch warm-up and a cosine decay, label smoothing 0.2, random 2-pixel
 translations and flips, and six test-time views (two shifts and the image,
 each mirrored); 2,000 training images are held out for validation. On a
 2-core CPU about 340 training images/s, 10.5 epochs in under half an hour
-(measured figures in the README). ``model=NAME`` trains
+(measured figures in docs/training-results.md). ``model=NAME`` trains
 any registered model instead (e.g. ``resnet18`` at 32x32, with its 7x7 stem
 and max pooling). Arguments: ``model``, ``epochs``, ``runlocal`` (30 steps,
 about a minute).
