@@ -13,9 +13,9 @@ A new backbone is one file ending in ``SPECS`` and one line below.
 
 import flax.linen as nn
 
-from dvl.models import (autoencoder, efficientnet, fcn, googlenet, lenet,
-                        mobilenet_v1, resnet, resnet_cifar, segnet,
-                        unet, vgg, yolo)
+from dvl.models import (autoencoder, efficientnet, efficientnet_v2, fcn,
+                        googlenet, lenet, mobilenet_v1, resnet, resnet_cifar,
+                        segnet, unet, vgg, yolo)
 from dvl.models.spec import ModelSpec, SpecError, register
 
 MODELS: dict[str, ModelSpec] = register(
@@ -26,6 +26,7 @@ MODELS: dict[str, ModelSpec] = register(
     resnet_cifar.SPECS,
     mobilenet_v1.SPECS,
     efficientnet.SPECS,
+    efficientnet_v2.SPECS,
     # Detection, segmentation and image-to-image models.
     yolo.SPECS,
     fcn.SPECS,

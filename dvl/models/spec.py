@@ -120,7 +120,8 @@ class Keras:
     rules: model -> its weight layout (a list of ``Rule``); None when the
       weights cannot be imported, and ``no_import`` says why.
     preprocessing: the input preprocessing the Keras weights expect (a
-      preset of ``dvl.convert.preprocess``, or 'in_model').
+      preset of ``dvl.convert.preprocess``, a spec dict of it for a fixed
+      preprocessing no preset names, or 'in_model').
     fields: fields the import sets on the dvl model so that it computes
       what Keras computes (BatchNorm epsilon, TensorFlow SAME padding).
     alpha: the Keras model has a width multiplier ``alpha``.
@@ -130,7 +131,7 @@ class Keras:
   """
   application: str
   rules: Callable | None = None
-  preprocessing: str = 'tf'
+  preprocessing: str | Mapping = 'tf'
   fields: Mapping = dataclasses.field(default_factory=dict)
   alpha: bool = False
   peer: bool = True
@@ -243,7 +244,8 @@ def check(spec: ModelSpec) -> None:
     if keras.rules is None and keras.peer and not keras.no_import:
       _fail(spec, 'a Keras peer without weight rules must say why '
             '(keras.no_import)')
-    if keras.rules is not None and keras.preprocessing not in PREPROCESSING:
+    if (keras.rules is not None and isinstance(keras.preprocessing, str)
+        and keras.preprocessing not in PREPROCESSING):
       _fail(spec, f'keras.preprocessing {keras.preprocessing!r} is not one of '
             f'{PREPROCESSING}')
   model = spec.build()
