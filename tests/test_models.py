@@ -27,7 +27,9 @@ def _stochastic(name) -> bool:
 DEEP = ('resnet101', 'resnet152', 'efficientnet_b3', 'efficientnet_b4',
         'efficientnet_b5', 'efficientnet_b6', 'efficientnet_b7',
         'efficientnetv2_b1', 'efficientnetv2_b2', 'efficientnetv2_b3',
-        'efficientnetv2_s', 'efficientnetv2_m', 'efficientnetv2_l')
+        'efficientnetv2_s', 'efficientnetv2_m', 'efficientnetv2_l',
+        *(n for n in models.MODELS
+          if n.startswith('regnet') and not n.endswith('_002')))
 
 
 @pytest.mark.parametrize('name', [
