@@ -43,7 +43,7 @@ import numpy as np
 import tqdm
 from tensorboard.compat.proto import event_pb2
 
-from dvl import errors
+from dvl import errors, fileio
 
 _RESERVED = ("step", "split", "time")
 _LINE_KEYS = (("loss", "loss"), ("accuracy", "acc"), ("acc", "acc"))
@@ -108,7 +108,7 @@ def _format_value(value: Any) -> str:
 def truncate_jsonl(path: str | os.PathLike, *, after_step: int) -> int:
   """Drops rows with ``step > after_step`` and unparsable (torn) rows.
 
-  Rewrites the file atomically (temporary file, then rename); returns the
+  Rewrites the file atomically (``fileio.write_atomic``); returns the
   number of rows dropped. A missing file is left missing.
   """
   path = Path(path)
@@ -126,9 +126,7 @@ def truncate_jsonl(path: str | os.PathLike, *, after_step: int) -> int:
     else:
       dropped += 1
   if dropped:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    fileio.write_atomic(path, "".join(kept))
   return dropped
 
 
@@ -375,13 +373,13 @@ class MetricWriter:
       text = config.to_json_best_effort(indent=2, sort_keys=True)
     else:
       text = json.dumps(config, indent=2, sort_keys=True, default=str)
-    _write_atomic(self.workdir / "config.json", text + "\n")
+    _write_file(self.workdir / "config.json", text + "\n")
 
   def log_model_info(self, *, params: int, macs: int, convention: str
                      ) -> None:
     """Records parameter and MAC counts once, with how MACs were counted."""
     info = {"params": int(params), "macs": int(macs), "convention": convention}
-    _write_atomic(self.workdir / "model_info.json",
+    _write_file(self.workdir / "model_info.json",
                   json.dumps(info, indent=2) + "\n")
     self._print(f"model: {params / 1e6:.2f}M params, {macs / 1e9:.3f}G MACs "
                 f"({convention})")
@@ -394,7 +392,7 @@ class MetricWriter:
     """Prints the results, with compile_s and steady-state images/s, as
     aligned lines and writes them to ``summary.json``."""
     merged = {**results, **self.timer.summary()}
-    _write_atomic(self.workdir / "summary.json",
+    _write_file(self.workdir / "summary.json",
                   json.dumps(_to_json_values(merged), indent=2) + "\n")
     text = format_summary(merged)
     self._print(text)
@@ -442,16 +440,11 @@ def _to_json_values(results: Mapping[str, Any]) -> dict:
           for k, v in results.items()}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-  """Writes ``path`` whole or not at all (a temporary file, then a rename)."""
-  tmp = path.with_name(path.name + ".tmp")
+def _write_file(path: Path, text: str) -> None:
+  """Writes ``path`` whole or not at all (``fileio.write_atomic``); a full
+  disk stops the run with a DiskFullError."""
   with _stop_when_full(path, path.parent):
-    try:
-      tmp.write_text(text)
-    except OSError:
-      tmp.unlink(missing_ok=True)
-      raise
-  os.replace(tmp, path)
+    fileio.write_atomic(path, text)
 
 
 @contextlib.contextmanager

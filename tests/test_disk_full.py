@@ -105,19 +105,31 @@ def test_a_metrics_row_that_does_not_fit_stops_the_run(
 @pytest.mark.slow
 def test_a_summary_that_does_not_fit_is_written_on_the_rerun(
     tmp_path, monkeypatch, undisturbed):
-  write_text = Path.write_text
+  open_, write = os.open, os.write
+  summary_fds, failed = set(), []
 
-  def full_for_the_summary(self, *args, **kwargs):
-    if self.name == 'summary.json.tmp':
-      write_text(self, '{"half": ')
-      raise _no_space(self)
-    return write_text(self, *args, **kwargs)
+  def noting_the_summary(path, *args, **kwargs):
+    fd = open_(path, *args, **kwargs)
+    if os.path.basename(os.fsdecode(path)) == 'summary.json.tmp':
+      summary_fds.add(fd)
+    return fd
 
-  monkeypatch.setattr(Path, 'write_text', full_for_the_summary)
+  def full_for_the_summary(fd, data):
+    if fd in summary_fds:
+      summary_fds.remove(fd)  # the number is reused once the file closes
+      write(fd, b'{"half": ')
+      failed.append(fd)
+      raise _no_space(tmp_path / 'summary.json.tmp')
+    return write(fd, data)
+
+  monkeypatch.setattr(os, 'open', noting_the_summary)
+  monkeypatch.setattr(os, 'write', full_for_the_summary)
   with pytest.raises(errors.DiskFullError, match='summary.json; the run '
                                                  'stopped'):
     run(_config(), str(tmp_path))
-  monkeypatch.setattr(Path, 'write_text', write_text)
+  monkeypatch.setattr(os, 'open', open_)
+  monkeypatch.setattr(os, 'write', write)
+  assert failed
   assert not (tmp_path / 'summary.json').exists()
   assert not (tmp_path / 'summary.json.tmp').exists()
   assert checkpoint_steps(tmp_path)[-1] == 8

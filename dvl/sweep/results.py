@@ -29,6 +29,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from dvl import fileio
 from dvl.sweep.trials import digest
 
 # Fields that change how a sweep runs, not what it computes. ``sweep.seeds``
@@ -64,15 +65,6 @@ def fingerprinted(config_dict: dict) -> dict:
           if k not in FREE_FIELDS}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-  with os.fdopen(fd, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def check_writable(workdir: Path) -> None:
   """Raises ValueError when ``workdir`` cannot be created or written."""
   try:
@@ -103,7 +95,7 @@ def read_rows(path: Path) -> list[dict]:
                          'start a new workdir') from None
   clean = ''.join(json.dumps(r) + '\n' for r in rows)
   if clean != text:
-    _write_atomic(path, clean)
+    fileio.write_atomic(path, clean)
   return rows
 
 
@@ -149,7 +141,7 @@ class ResultStore:
             f'config saved in {path} to continue that sweep.')
       if stored['config'] != json.loads(json.dumps(config, default=str)):
         # Another seed list or executor: the stored config follows.
-        _write_atomic(path, json.dumps(
+        fileio.write_atomic(path, json.dumps(
             {'fingerprint': self.fingerprint, 'config': config}, indent=2,
             default=str) + '\n')
       return
@@ -157,7 +149,7 @@ class ResultStore:
       raise ValueError(f'{self.workdir} has results.jsonl but no sweep.json, '
                        'so which config wrote it is unknown; use a new '
                        '--workdir')
-    _write_atomic(path, json.dumps(
+    fileio.write_atomic(path, json.dumps(
         {'fingerprint': self.fingerprint, 'config': config}, indent=2,
         default=str) + '\n')
 
@@ -193,9 +185,9 @@ class ResultStore:
     writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction='ignore')
     writer.writeheader()
     writer.writerows(self.rows.values())
-    _write_atomic(self.workdir / 'trials.csv', out.getvalue())
-    _write_atomic(self.workdir / 'results.csv',
-                  points_csv(list(self.rows.values())))
+    fileio.write_atomic(self.workdir / 'trials.csv', out.getvalue())
+    fileio.write_atomic(self.workdir / 'results.csv',
+                        points_csv(list(self.rows.values())))
 
 
 POINT_COLUMNS = ('kind', 'phi', 'budget', 'alpha', 'beta', 'gamma', 'd', 'w',
