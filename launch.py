@@ -9,7 +9,6 @@ with status 2; ``--verbose`` (or ``DVL_DEBUG=1``) shows its traceback
 """
 
 import ast
-import importlib
 import os
 import sys
 
@@ -32,20 +31,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from absl import app, flags
 from ml_collections import config_flags
 
-from dvl import errors  # pylint: disable=g-import-not-at-top
+from dvl import errors, jobs  # pylint: disable=g-import-not-at-top
 
-JOBS = {
-    'model_table': 'dvl.model_table',
-    'train': 'dvl.train',
-    'lr_range': 'dvl.lr_range',
-    'import_weights': 'dvl.convert',
-    'benchmark': 'dvl.benchmark',
-    'imagenet_eval': 'dvl.imagenet_eval',
-    'visualize': 'dvl.visualize',
-    'scaling_search': 'dvl.sweep.search',
-    'scaling_report': 'dvl.sweep.report',
-    'scaling_table3': 'dvl.sweep.table3',
-}
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. experiments/model_table.py',
@@ -110,10 +97,7 @@ def main(argv):
       raise ValueError(f'unexpected arguments: {argv[1:]}; pass options as '
                        '--name=value')
     config = load_config()
-    if config.job not in JOBS:
-      raise ValueError(f'unknown job {config.job!r}; choose one of: '
-                       f'{", ".join(JOBS)}')
-    importlib.import_module(JOBS[config.job]).run(config, _WORKDIR.value)
+    jobs.run(config, _WORKDIR.value)
   except Exception as error:  # pylint: disable=broad-except
     errors.exit_with(error, verbose=_VERBOSE.value)
 

@@ -3,7 +3,7 @@
     python benchmarks/train_step.py --models efficientnet_b0,resnet50 \
         --batch 256 --resolution 224 --dtype bfloat16
 
-The step of ``dvl.benchmark`` (momentum SGD, softmax cross-entropy,
+The step of ``dvl.jobs.benchmark`` (momentum SGD, softmax cross-entropy,
 BatchNorm statistics updated, the state donated) without the peer or the
 report: a quick look while changing a model. ``--depthwise xla,shifted``
 compares the depthwise implementations of the models that have them. The
@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dvl import benchmark, lowering, models  # noqa: E402
+from dvl import lowering, models  # noqa: E402
+from dvl.jobs import benchmark  # noqa: E402
 
 lowering.add_cpu_xla_flags()  # as launch.py does, before JAX starts
 

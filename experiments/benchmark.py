@@ -6,7 +6,7 @@
 Train step at batch 16 and 224x224 (float32 on a CPU), inference latency at
 batch 1, compile times and the fraction of the matrix-multiply peak, for
 ResNet-50, EfficientNet-B0, MobileNetV1 and MobileNetV2 (see
-``dvl.benchmark``). Arguments: ``models`` ('+'-separated registry names),
+``dvl.jobs.benchmark``). Arguments: ``models`` ('+'-separated registry names),
 ``batch`` ('+'-separated), ``resolution`` (0: each model's own), ``dtype``,
 ``peer`` ('keras' or 'none'), ``rounds``, ``steps``, ``remat``, ``gpu``
 (batch 256, bfloat16, no peer: the accelerator figures), ``runlocal``

@@ -5,9 +5,9 @@
 
 Without a dataset, the MACs column of Tan & Le 2019's Table 3 from dvl's
 scaling functions, beside the paper's (the ``model_table`` job's Table 3,
-``dvl.model_table``). With ``dataset=shapes`` or ``dataset=cifar10``, the
+``dvl.jobs.model_table``). With ``dataset=shapes`` or ``dataset=cifar10``, the
 rows of one backbone are trained on it through the sweep runner (the
-``scaling_table3`` job, ``dvl.sweep.table3``), each row's d, w, r applied
+``scaling_table3`` job, ``dvl.jobs.scaling_table3``), each row's d, w, r applied
 to the 32x32 baseline of ``experiments/scaling_search.py`` with its
 training recipe.
 

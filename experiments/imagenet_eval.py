@@ -1,4 +1,4 @@
-"""ImageNet top-1 / top-5 of imported weights (see ``dvl.imagenet_eval``).
+"""ImageNet top-1 / top-5 of imported weights (see ``dvl.jobs.imagenet_eval``).
 
     python launch.py --config experiments/import_weights.py:source=keras,model=efficientnet_b0,path=B0.weights.h5 --workdir runs/b0_imported
     python launch.py --config experiments/imagenet_eval.py:model=efficientnet_b0,checkpoint=runs/b0_imported --workdir runs/b0_eval

@@ -9,7 +9,7 @@ LeNet-5 on MNIST, whose loss responds to the rate from the first steps; the
 quickstart's shapes sit on a plateau for the first few hundred steps at any
 rate, which leaves the test nothing to read), replaces the schedule with an exponential ramp from
 ``min_lr`` to ``max_lr`` over ``steps`` steps, and writes ``lr_range.csv``
-and ``lr_range.png`` with the suggested learning rate (see ``dvl.lr_range``).
+and ``lr_range.png`` with the suggested learning rate (see ``dvl.jobs.lr_range``).
 
 Arguments: ``base`` (an experiment file name), ``min_lr``, ``max_lr``,
 ``steps``, ``rule`` ('steepest' or 'min_over_10'), ``runlocal``.
@@ -19,7 +19,7 @@ import importlib.util
 from pathlib import Path
 
 from dvl.config_args import parse_arg
-from dvl.lr_range import default_lr_range_config
+from dvl.jobs.lr_range import default_lr_range_config
 
 
 def _base_config(name: str, runlocal: bool):

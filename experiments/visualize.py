@@ -5,7 +5,7 @@
 
 Writes ``filters.png`` (the first layer's filters) and, per chosen layer,
 ``activations_<layer>.png`` (test images beside the maps of that layer's most
-active channels) into the workdir; see ``dvl.visualize``.
+active channels) into the workdir; see ``dvl.jobs.visualize``.
 
 Arguments: ``run`` (a training run's workdir), ``layers`` (feature names
 joined by '+', e.g. ``stem+stage1``; default every stem and stage map),

@@ -8,7 +8,8 @@ import pytest
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 
-from dvl import benchmark, flops, models  # noqa: E402
+from dvl import flops, models  # noqa: E402
+from dvl.jobs import benchmark  # noqa: E402
 from dvl import peer as peer_lib  # noqa: E402
 from train_runs import experiment_config, launch, run_env  # noqa: E402
 

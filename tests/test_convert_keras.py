@@ -34,7 +34,8 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dvl import convert, flops, layers, models
+from dvl import flops, layers, models
+from dvl.jobs import import_weights
 from dvl.convert import imported, preprocess
 from dvl.convert import keras as keras_convert
 
@@ -583,5 +584,5 @@ def test_unknown_source_lists_the_sources(tmp_path):
   config = _job_config('efficientnet_b0', tmp_path / 'b0.pth')
   config.source = 'timm'
   with pytest.raises(ValueError, match="unknown weight source 'timm'.*keras"):
-    convert.run(config, tmp_path / 'run')
+    import_weights.run(config, tmp_path / 'run')
   assert not (tmp_path / 'run').exists()

@@ -3,7 +3,7 @@
 import pytest
 
 from dvl import flops, models, reference
-from dvl.model_table import zoo_rows
+from dvl.jobs.model_table import zoo_rows
 import ml_collections
 
 

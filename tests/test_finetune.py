@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
-from dvl import convert  # noqa: E402
+from dvl.jobs import import_weights  # noqa: E402
 from dvl.convert import imported, preprocess  # noqa: E402
 from dvl.train import job as job_lib, loop, steps, transfer  # noqa: E402
 from test_convert_keras import Case, make_reference  # noqa: E402
@@ -28,7 +28,7 @@ def source(tmp_path_factory):
   directory = tmp_path_factory.mktemp('mobilenet')
   reference = make_reference(MOBILENET, directory)
   workdir = directory / 'imported'
-  convert.run(experiment_config(
+  import_weights.run(experiment_config(
       'import_weights',
       f'model=mobilenet_v1,alpha=0.25,path={reference.path}'), str(workdir))
   return workdir

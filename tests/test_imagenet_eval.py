@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from dvl import convert, imagenet_eval  # noqa: E402
+from dvl.jobs import import_weights  # noqa: E402
+from dvl.jobs import imagenet_eval  # noqa: E402
 from test_convert_keras import (Case, _keras_input, _keras_model,  # noqa: E402
                                 _randomize, _set_statistics, keras)
 from train_runs import experiment_config, needs_shared_data  # noqa: E402
@@ -35,7 +36,7 @@ def source(tmp_path_factory):
   _set_statistics(model, _keras_input(case, calibration), rng)
   weights = directory / 'mobilenet.weights.h5'
   model.save_weights(weights)
-  convert.run(experiment_config(
+  import_weights.run(experiment_config(
       'import_weights', f'model=mobilenet_v1,alpha=0.25,path={weights}'),
               str(directory / 'imported'))
   return model, directory / 'imported'

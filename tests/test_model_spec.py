@@ -6,7 +6,8 @@ import dataclasses
 import flax.linen as nn
 import pytest
 
-from dvl import imagenet_eval, models, peer, scaling
+from dvl import models, peer, scaling
+from dvl.jobs import imagenet_eval
 from dvl.convert import keras_layouts
 from dvl.models import lenet, spec
 from dvl.models.spec import Keras, ModelSpec, Scaling, SpecError

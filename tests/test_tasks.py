@@ -241,7 +241,7 @@ def test_visualize_draws_first_layer_filters_and_activations(tmp_path):
   _tiny_classifier_run(tmp_path / 'run')
   config = experiment_config('visualize', f'run={tmp_path / "run"},'
                                           'layers=stem+stage2,images=3')
-  from dvl import visualize
+  from dvl.jobs import visualize
   drawn = visualize.run(config, str(tmp_path / 'viz'))
   # The stem is a 3x3 convolution from RGB to 32 channels.
   assert drawn['first_layer'] == 'stem/conv/kernel'
@@ -260,7 +260,7 @@ def test_visualize_draws_first_layer_filters_and_activations(tmp_path):
 
 
 def test_visualize_refuses_a_missing_run(tmp_path):
-  from dvl import visualize
+  from dvl.jobs import visualize
   with pytest.raises(FileNotFoundError, match='no .*config.json'):
     visualize.run(experiment_config('visualize', f'run={tmp_path}/none'),
                   str(tmp_path / 'viz'))
@@ -269,7 +269,7 @@ def test_visualize_refuses_a_missing_run(tmp_path):
 
 
 def test_default_layers_are_the_stem_then_the_stages_in_order():
-  from dvl import visualize
+  from dvl.jobs import visualize
   maps = {k: np.zeros((1, 2, 2, 1)) for k in
           ('stage10', 'head', 'stage2', 'stem', 'pre_logits', 'stage1')}
   maps['pre_logits'] = np.zeros((1, 4))
@@ -278,7 +278,7 @@ def test_default_layers_are_the_stem_then_the_stages_in_order():
 
 
 def test_strongest_channels_rank_by_mean_activation():
-  from dvl import visualize
+  from dvl.jobs import visualize
   maps = np.zeros((2, 4, 4, 5), np.float32)
   maps[..., 3] = 2.0
   maps[0, ..., 1] = 1.0

@@ -9,7 +9,7 @@ sweep's dataset through the sweep runner (same results files, executors and
 resuming as ``scaling_search``), each row's multipliers applied to the
 sweep's baseline at the dataset's resolution, and writes ``table3.md``:
 the MACs at 224 pixels of the full-size backbone beside the paper's
-(``dvl.model_table.table3_rows``), the MACs actually trained, and the test
+(``dvl.jobs.model_table.table3_rows``), the MACs actually trained, and the test
 accuracy beside the paper's ImageNet top-1. ``accuracy_vs_macs.png`` plots
 the trained rows.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 import ml_collections
 from absl import logging
 
-from dvl import model_table, reference
+from dvl import reference
+from dvl.jobs import model_table
 from dvl.sweep import analysis, report, results
 from dvl.sweep.executors import make_executor
 from dvl.sweep.search import Runner
