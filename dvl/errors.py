@@ -64,6 +64,13 @@ class DiskFullError(UserError, OSError):
     return self.strerror
 
 
+def require(ok: bool, message: str) -> None:
+  """Raises ``ValueError(message)`` unless ``ok``: the check of a value the
+  user gave, whose message says what was wrong and what to do."""
+  if not ok:
+    raise ValueError(message)
+
+
 def debugging() -> bool:
   """Whether ``DVL_DEBUG`` asks for tracebacks of user errors too."""
   return os.environ.get(DEBUG_ENV, '').lower() not in ('', '0', 'false', 'no')

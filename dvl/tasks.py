@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dvl import detection, draw, image_metrics, losses, models, segmentation
+from dvl import (detection, draw, errors, image_metrics, losses, models,
+                 segmentation)
 
 Array = jax.Array
 RECONSTRUCTION_MODES = ('denoise', 'colorize', 'super_resolution')
@@ -60,11 +61,6 @@ def default_task_config() -> ml_collections.ConfigDict:
       pictures=8, score_threshold=0.01, nms_iou=0.5, map_iou=0.5,
       draw_threshold=0.3, mask_format='auto', mode='denoise', noise_std=0.5,
       clip_noise=True, upscale=2), type_safe=True).lock()
-
-
-def _require(ok: bool, message: str) -> None:
-  if not ok:
-    raise ValueError(message)
 
 
 def make_task(config, pipeline) -> 'Classification':
@@ -101,14 +97,14 @@ def task_config(config) -> ml_collections.ConfigDict:
   cfg = default_task_config()
   if 'task' in config:
     cfg.update(config.task.to_dict())
-  _require(cfg.mode in RECONSTRUCTION_MODES,
-           f'config.task.mode must be one of {RECONSTRUCTION_MODES}; got '
-           f'{cfg.mode!r}')
-  _require(cfg.mask_format in MASK_FORMATS,
-           f'config.task.mask_format must be one of {MASK_FORMATS}; got '
-           f'{cfg.mask_format!r}')
-  _require(cfg.noise_std >= 0, 'config.task.noise_std must be >= 0')
-  _require(cfg.upscale >= 1, 'config.task.upscale must be >= 1')
+  errors.require(cfg.mode in RECONSTRUCTION_MODES,
+                 f'config.task.mode must be one of {RECONSTRUCTION_MODES}; got '
+                 f'{cfg.mode!r}')
+  errors.require(cfg.mask_format in MASK_FORMATS,
+                 f'config.task.mask_format must be one of {MASK_FORMATS}; got '
+                 f'{cfg.mask_format!r}')
+  errors.require(cfg.noise_std >= 0, 'config.task.noise_std must be >= 0')
+  errors.require(cfg.upscale >= 1, 'config.task.upscale must be >= 1')
   return cfg
 
 
@@ -133,16 +129,17 @@ def segmentation_class_names(config, pipeline) -> tuple:
   names = config.input.get('mask_classes')
   trimap = mask_format(config) == 'trimap'
   if names:
-    _require(not trimap or len(names) == 2,
-             f'config.input.mask_classes {tuple(names)}: trimaps have two '
-             'classes, background and pet; give two names')
+    errors.require(not trimap or len(names) == 2,
+                   f'config.input.mask_classes {tuple(names)}: trimaps have '
+                   'two classes, background and pet; give two names')
     return tuple(str(name) for name in names)
   if trimap:
     return ('background', 'pet')
-  _require(bool(pipeline.class_names),
-           f'dataset {config.input.dataset!r} has no labels to name its mask '
-           'classes by: set config.input.mask_classes to the names of the '
-           "mask values 0, 1, ..., e.g. ('background', 'membrane')")
+  errors.require(bool(pipeline.class_names),
+                 f'dataset {config.input.dataset!r} has no labels to name its '
+                 'mask classes by: set config.input.mask_classes to the names '
+                 "of the mask values 0, 1, ..., e.g. ('background', "
+                 "'membrane')")
   return ('background', *pipeline.class_names)
 
 
@@ -167,10 +164,10 @@ def model_input_shape(config, image_shape) -> tuple:
   if cfg.mode == 'colorize':
     return (h, w, 1)
   if cfg.mode == 'super_resolution':
-    _require(h % cfg.upscale == 0 and w % cfg.upscale == 0,
-             f'super-resolution: the {h}x{w} target does not divide by '
-             f'upscale {cfg.upscale}; set config.input.resolution to a '
-             'multiple of it')
+    errors.require(h % cfg.upscale == 0 and w % cfg.upscale == 0,
+                   f'super-resolution: the {h}x{w} target does not divide by '
+                   f'upscale {cfg.upscale}; set config.input.resolution to a '
+                   'multiple of it')
     return (h // cfg.upscale, w // cfg.upscale, c)
   return (h, w, c)
 

@@ -4,6 +4,8 @@ import re
 
 import ml_collections
 
+from dvl import errors
+
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw', 'rmsprop')
 SCHEDULES = ('constant', 'cosine', 'exponential', 'step', 'lr_range')
 
@@ -82,14 +84,9 @@ def default_optim_config() -> ml_collections.ConfigDict:
   ), type_safe=True).lock()
 
 
-def _require(ok: bool, message: str) -> None:
-  if not ok:
-    raise ValueError(message)
-
-
 def _check_choice(kind: str, name: str, valid) -> None:
-  _require(name in valid,
-           f"unknown {kind} '{name}'; choose one of: {', '.join(valid)}")
+  errors.require(name in valid,
+                 f"unknown {kind} '{name}'; choose one of: {', '.join(valid)}")
 
 
 def compile_regex(pattern: str, field: str) -> re.Pattern:
@@ -102,56 +99,58 @@ def compile_regex(pattern: str, field: str) -> re.Pattern:
 
 
 def _check_ranges(cfg) -> None:
-  _require(cfg.learning_rate > 0,
-           f'optim.learning_rate must be positive, got {cfg.learning_rate}')
+  errors.require(cfg.learning_rate > 0,
+                 'optim.learning_rate must be positive, got '
+                 f'{cfg.learning_rate}')
   for field in ('momentum', 'b1', 'b2', 'rms_decay', 'ema_decay'):
     value = cfg[field]
-    _require(0.0 <= value < 1.0,
-             f'optim.{field} must be in [0, 1), got {value}')
+    errors.require(0.0 <= value < 1.0,
+                   f'optim.{field} must be in [0, 1), got {value}')
   for field in ('eps', 'rms_eps'):
-    _require(cfg[field] > 0,
-             f'optim.{field} must be positive, got {cfg[field]}')
+    errors.require(cfg[field] > 0,
+                   f'optim.{field} must be positive, got {cfg[field]}')
   for field in ('rms_initial_scale', 'weight_decay', 'l2', 'l1', 'min_lr',
                 'grad_clip_norm', 'warmup_epochs', 'warmup_steps'):
-    _require(cfg[field] >= 0,
-             f'optim.{field} must be non-negative, got {cfg[field]}')
-  _require(not (cfg.warmup_epochs > 0 and cfg.warmup_steps > 0),
-           'set optim.warmup_epochs or optim.warmup_steps, not both')
-  _require(cfg.optimizer != 'adam' or cfg.weight_decay == 0,
-           "optimizer 'adam' takes no decoupled weight_decay; use 'adamw' "
-           "for decoupled decay or optim.l2 for an L2 penalty")
+    errors.require(cfg[field] >= 0,
+                   f'optim.{field} must be non-negative, got {cfg[field]}')
+  errors.require(not (cfg.warmup_epochs > 0 and cfg.warmup_steps > 0),
+                 'set optim.warmup_epochs or optim.warmup_steps, not both')
+  errors.require(cfg.optimizer != 'adam' or cfg.weight_decay == 0,
+                 "optimizer 'adam' takes no decoupled weight_decay; use "
+                 "'adamw' for decoupled decay or optim.l2 for an L2 penalty")
 
 
 def _check_schedule_fields(cfg) -> None:
   if cfg.schedule == 'exponential':
-    _require(cfg.decay_epochs > 0,
-             f'optim.decay_epochs must be positive, got {cfg.decay_epochs}')
+    errors.require(cfg.decay_epochs > 0,
+                   'optim.decay_epochs must be positive, got '
+                   f'{cfg.decay_epochs}')
   if cfg.schedule in ('exponential', 'step'):
-    _require(0 < cfg.decay_rate <= 1,
-             f'optim.decay_rate must be in (0, 1], got {cfg.decay_rate}')
+    errors.require(0 < cfg.decay_rate <= 1,
+                   f'optim.decay_rate must be in (0, 1], got {cfg.decay_rate}')
   if cfg.schedule == 'step':
     bounds = list(cfg.boundaries)
-    _require(all(b > 0 for b in bounds) and bounds == sorted(bounds),
-             f'optim.boundaries must be increasing positive epochs, '
-             f'got {bounds}')
+    errors.require(all(b > 0 for b in bounds) and bounds == sorted(bounds),
+                   f'optim.boundaries must be increasing positive epochs, '
+                   f'got {bounds}')
   if cfg.schedule == 'lr_range':
-    _require(0 < cfg.min_lr,
-             'optim.min_lr is where the lr_range schedule starts; it must '
-             f'be positive, got {cfg.min_lr}')
-    _require(cfg.warmup_epochs == 0 and cfg.warmup_steps == 0,
-             'the lr_range schedule takes no warm-up')
+    errors.require(0 < cfg.min_lr,
+                   'optim.min_lr is where the lr_range schedule starts; it '
+                   f'must be positive, got {cfg.min_lr}')
+    errors.require(cfg.warmup_epochs == 0 and cfg.warmup_steps == 0,
+                   'the lr_range schedule takes no warm-up')
 
 
 def _check_groups(cfg) -> None:
   compile_regex(cfg.freeze, 'freeze')
   for rule in cfg.lr_multipliers:
-    _require(len(rule) == 2,
-             f'optim.lr_multipliers entries are (regex, multiplier), '
-             f'got {rule!r}')
+    errors.require(len(rule) == 2,
+                   f'optim.lr_multipliers entries are (regex, multiplier), '
+                   f'got {rule!r}')
     pattern, multiplier = rule
     compile_regex(pattern, 'lr_multipliers')
-    _require(multiplier >= 0, f'optim.lr_multipliers: multiplier for '
-             f'{pattern!r} must be non-negative, got {multiplier}')
+    errors.require(multiplier >= 0, f'optim.lr_multipliers: multiplier for '
+                   f'{pattern!r} must be non-negative, got {multiplier}')
 
 
 def validate_optim_config(cfg) -> None:

@@ -5,6 +5,8 @@ import re
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from dvl import errors
+
 
 def default_train_config() -> ml_collections.ConfigDict:
   """Every ``config.train`` field with its default; the dict is locked.
@@ -75,35 +77,31 @@ def default_train_config() -> ml_collections.ConfigDict:
   ), type_safe=True).lock()
 
 
-def _require(ok: bool, message: str) -> None:
-  if not ok:
-    raise ValueError(message)
-
-
 def validate_train_config(cfg) -> None:
   """Raises ValueError naming the first invalid field of ``config.train``."""
   for field in ('steps', 'eval_every', 'checkpoint_every', 'overfit_batches',
                 'eval_translate'):
-    _require(cfg[field] >= 0,
-             f'train.{field} must be >= 0, got {cfg[field]}')
-  _require(cfg.steps > 0 or cfg.epochs > 0,
-           'set train.steps or train.epochs above 0')
-  _require(cfg.keep >= 1, f'train.keep must be >= 1, got {cfg.keep}')
-  _require(cfg.log_every >= 1,
-           f'train.log_every must be >= 1, got {cfg.log_every}')
-  _require(0.0 <= cfg.label_smoothing < 1.0,
-           f'train.label_smoothing must be in [0, 1), got '
-           f'{cfg.label_smoothing}')
-  _require(cfg.backbone_lr_mult >= 0,
-           f'train.backbone_lr_mult must be >= 0, got {cfg.backbone_lr_mult}')
-  _require(cfg.distributed in ('auto', 'on', 'off'),
-           f"train.distributed must be 'auto', 'on' or 'off', got "
-           f'{cfg.distributed!r}')
+    errors.require(cfg[field] >= 0,
+                   f'train.{field} must be >= 0, got {cfg[field]}')
+  errors.require(cfg.steps > 0 or cfg.epochs > 0,
+                 'set train.steps or train.epochs above 0')
+  errors.require(cfg.keep >= 1, f'train.keep must be >= 1, got {cfg.keep}')
+  errors.require(cfg.log_every >= 1,
+                 f'train.log_every must be >= 1, got {cfg.log_every}')
+  errors.require(0.0 <= cfg.label_smoothing < 1.0,
+                 f'train.label_smoothing must be in [0, 1), got '
+                 f'{cfg.label_smoothing}')
+  errors.require(cfg.backbone_lr_mult >= 0,
+                 'train.backbone_lr_mult must be >= 0, got '
+                 f'{cfg.backbone_lr_mult}')
+  errors.require(cfg.distributed in ('auto', 'on', 'off'),
+                 f"train.distributed must be 'auto', 'on' or 'off', got "
+                 f'{cfg.distributed!r}')
   freeze_regex(cfg.freeze)
   _compile(cfg.reinit, 'reinit')
-  _require(cfg.preprocessing != 'from_init' or bool(cfg.init_from),
-           "train.preprocessing = 'from_init' needs train.init_from, the "
-           'workdir of an import_weights run')
+  errors.require(cfg.preprocessing != 'from_init' or bool(cfg.init_from),
+                 "train.preprocessing = 'from_init' needs train.init_from, the "
+                 'workdir of an import_weights run')
 
 
 def _compile(pattern: str, field: str) -> re.Pattern:
