@@ -201,6 +201,9 @@ def test_formatting():
   ci = stats.mean_ci([0.80, 0.82, 0.84])  # 0.82 ± 0.049683
   assert stats.fmt_pct(ci) == '82.00 ± 4.97'
   assert stats.fmt_pct(stats.mean_ci([0.8431])) == '84.31 (1 seed)'
+  assert stats.fmt_percent(0.8431) == '84.31'
+  assert stats.fmt_percent(0.8431, '%') == '84.31%'
+  assert stats.fmt_percent(None, '%') == '—'
   diff = stats.paired_difference({0: 0.80, 1: 0.85, 2: 0.90},
                                  {0: 0.79, 1: 0.83, 2: 0.885})
   # 0.015 ± 0.0124207: [0.0025793, 0.0274207].

@@ -46,10 +46,6 @@ def _title(sweep_config: dict) -> str:
           f'{sweep_config["input"]["dataset"]}')
 
 
-def _pct(value) -> str:
-  return '—' if value is None else f'{100 * value:.2f}'
-
-
 def _mean(point) -> str:
   """A point's mean and 95% CI in percent: '84.31 ± 1.20' (or one seed)."""
   return stats.fmt_pct(point['ci'])
@@ -365,8 +361,8 @@ def _trials_section(rows) -> list[str]:
              fmt(r['w']), fmt(r['r']), str(r['resolution']),
              f'{r["params"]:,}' if r['params'] else '—',
              f'{r["macs"] / 1e6:.2f}' if r['macs'] else '—',
-             fmt(r['steps']), _pct(r['val_accuracy']),
-             _pct(r['test_accuracy']),
+             fmt(r['steps']), stats.fmt_percent(r['val_accuracy']),
+             stats.fmt_percent(r['test_accuracy']),
              '—' if r['train_s'] is None else f'{r["train_s"]:.1f}',
              '—' if r['compile_s'] is None else f'{r["compile_s"]:.1f}',
              status.replace('|', '/').replace('\n', ' ')]

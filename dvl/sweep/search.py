@@ -27,7 +27,7 @@ from pathlib import Path
 from absl import logging
 
 from dvl import workdir_lock
-from dvl.sweep import analysis, candidates, report, results
+from dvl.sweep import analysis, candidates, report, results, stats
 from dvl.sweep.executors import EXECUTORS, Task, make_executor
 from dvl.sweep.hparams import HParamsWriter
 from dvl.sweep.trials import Planned, Planner, Trial, digest
@@ -39,10 +39,6 @@ RESULT_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
 SELECT = ('val_accuracy', 'best_val_accuracy')
 SEARCHES = ('grid', 'halving')
 MATCH_STEPS = 8  # bisections of a single-dimension multiplier
-
-
-def _pct(value) -> str:
-  return '—' if value is None else f'{100 * value:.2f}%'
 
 
 def _line(planned: Planned, row: dict) -> str:
@@ -61,8 +57,8 @@ def _line(planned: Planned, row: dict) -> str:
          f'seed(s), compile {row["compile_s"] or 0:.1f}s')
   if row.get('retries') and not row.get('same_as'):
     how += f', retried {row["retries"]} time(s)'
-  return (f'{head}: val {_pct(row["val_accuracy"])}, test '
-          f'{_pct(row["test_accuracy"])} ({how})')
+  return (f'{head}: val {stats.fmt_percent(row["val_accuracy"], "%")}, '
+          f'test {stats.fmt_percent(row["test_accuracy"], "%")} ({how})')
 
 
 def rung_id(trial_id: str, steps: int) -> str:
@@ -378,7 +374,7 @@ def _search(config, workdir: str, points) -> dict | None:
     best = analysis.choose(rows, sweep.select, budget=budget)
     chosen = (best['alpha'], best['beta'], best['gamma'])
     print(f'chosen alpha={chosen[0]:g} beta={chosen[1]:g} gamma={chosen[2]:g}'
-          f': {sweep.select} {_pct(best["mean"])} at '
+          f': {sweep.select} {stats.fmt_percent(best["mean"], "%")} at '
           f'{best["macs"] / 1e6:.1f}M MACs (the paper: alpha=1.2, beta=1.1, '
           'gamma=1.15)', flush=True)
     for each in (list(sweep.budgets) or [None]):

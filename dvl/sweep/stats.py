@@ -212,6 +212,12 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
   return float(stats.spearmanr(x, y).statistic)
 
 
+def fmt_percent(value: float | None, suffix: str = '') -> str:
+  """'84.31' (with ``suffix='%'``, '84.31%'): one accuracy in percent, or
+  '—' when there is none (a trial that failed)."""
+  return '—' if value is None else f'{100 * value:.2f}{suffix}'
+
+
 def fmt_pct(interval: Interval) -> str:
   """'84.31 ± 1.20': mean ± half-width in percentage points, or
   '84.31 (1 seed)' when there is no interval."""
