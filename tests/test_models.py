@@ -19,7 +19,8 @@ def _build(name):
 
 def _stochastic(name) -> bool:
   fields = models.model_fields(name)
-  return bool(fields.get('dropout', 0) or fields.get('drop_connect', 0))
+  return bool(fields.get('dropout', 0) or fields.get('drop_connect', 0)
+              or fields.get('drop_path', 0))
 
 
 # The deepest variants repeat the code of their smaller siblings at a larger
@@ -28,6 +29,7 @@ DEEP = ('resnet101', 'resnet152', 'efficientnet_b3', 'efficientnet_b4',
         'efficientnet_b5', 'efficientnet_b6', 'efficientnet_b7',
         'efficientnetv2_b1', 'efficientnetv2_b2', 'efficientnetv2_b3',
         'efficientnetv2_s', 'efficientnetv2_m', 'efficientnetv2_l',
+        'convnext_small', 'convnext_base', 'convnext_large', 'convnext_xlarge',
         *(n for n in models.MODELS
           if n.startswith('regnet') and not n.endswith('_002')))
 

@@ -10,7 +10,8 @@ Keras computes, given raw RGB images and the preprocessing spec it returns
 
 - DepthwiseConv2D kernels (kh, kw, C, 1) become dvl's (kh, kw, 1, C);
   MobileNet's 1×1 convolution classifier becomes a dense layer.
-- BatchNorm gamma/beta go to ``params`` scale/bias, moving mean/variance to
+- BatchNorm and LayerNorm gamma/beta go to ``params`` scale/bias (a
+  layer scale's gamma to ``scale``), BatchNorm moving mean/variance to
   ``batch_stats`` mean/var; a convolution bias that dvl's model does not
   have (ResNet v1) is folded into the next BatchNorm's moving mean:
   ``BN(conv(x) + b)`` with mean ``m`` is ``BN(conv(x))`` with mean ``m - b``.
@@ -77,8 +78,16 @@ def _conv_tensors(rule: Rule, shapes: dict) -> list[_Tensor]:
   return out
 
 
+# The dvl params that take the arrays of a layer kind holding params only.
+_PARAMS = {'layer_norm': ('scale', 'bias'), 'layer_scale': ('scale',)}
+
+
 def _expected(rule: Rule, shapes: dict) -> list[_Tensor]:
   """The tensors of ``rule``'s layer, in Keras's order, and their targets."""
+  if rule.kind in _PARAMS:
+    keys = [f'params/{rule.dvl}/{name}' for name in _PARAMS[rule.kind]]
+    return [_Tensor(f'{rule.keras}/{role}', _shape(shapes, key, rule), key)
+            for role, key in zip(ROLES[rule.kind], keys)]
   if rule.kind == 'bn':
     keys = [f'params/{rule.dvl}/scale', f'params/{rule.dvl}/bias',
             f'batch_stats/{rule.dvl}/mean', f'batch_stats/{rule.dvl}/var']

@@ -19,6 +19,8 @@ ROLES = {
     'dense': ('kernel', 'bias'),
     'conv_dense': ('kernel', 'bias'),
     'bn': ('gamma', 'beta', 'moving_mean', 'moving_variance'),
+    'layer_norm': ('gamma', 'beta'),
+    'layer_scale': ('gamma',),
     'normalization': ('mean', 'variance', 'count'),
 }
 

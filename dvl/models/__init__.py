@@ -13,8 +13,8 @@ A new backbone is one file ending in ``SPECS`` and one line below.
 
 import flax.linen as nn
 
-from dvl.models import (autoencoder, efficientnet, efficientnet_v2, fcn,
-                        googlenet, lenet, mobilenet_v1, regnet, resnet,
+from dvl.models import (autoencoder, convnext, efficientnet, efficientnet_v2,
+                        fcn, googlenet, lenet, mobilenet_v1, regnet, resnet,
                         resnet_cifar, segnet, unet, vgg, yolo)
 from dvl.models.spec import ModelSpec, SpecError, register
 
@@ -27,6 +27,7 @@ MODELS: dict[str, ModelSpec] = register(
     mobilenet_v1.SPECS,
     efficientnet.SPECS,
     efficientnet_v2.SPECS,
+    convnext.SPECS,
     regnet.SPECS,
     # Detection, segmentation and image-to-image models.
     yolo.SPECS,

@@ -47,8 +47,10 @@ class Rule:
   Attributes:
     kind: 'conv', 'depthwise' (Keras kernel (kh, kw, C, 1), dvl's
       (kh, kw, 1, C)), 'dense', 'conv_dense' (a 1×1 convolution classifier
-      read as a dense layer), 'bn', or 'normalization' (Keras's input
-      normalisation, which becomes the preprocessing spec).
+      read as a dense layer), 'bn', 'layer_norm' (gamma, beta to a Flax
+      LayerNorm's scale, bias), 'layer_scale' (a per-channel factor, gamma,
+      to the ``scale`` param of the module at ``dvl``), or 'normalization'
+      (Keras's input normalisation, which becomes the preprocessing spec).
     keras: the Keras layer name.
     dvl: the dvl module path holding the weights, e.g.
       'stage2_block1/expand/conv' ('' for 'normalization').
