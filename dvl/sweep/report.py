@@ -428,9 +428,3 @@ def write(workdir) -> str:
   (workdir / 'report.md').write_text(text + '\n')
   print(f'wrote {workdir / "report.md"} and {", ".join(PLOTS)}', flush=True)
   return text
-
-
-def run(config, workdir: str) -> str:
-  """The ``scaling_report`` job."""
-  del config  # everything is in the workdir
-  return write(workdir)
