@@ -120,6 +120,39 @@ def test_pointwise_matmul_equals_convolution(kernel, stride, padding):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize('kernel,stride,padding,groups', [
+    (3, 1, ((1, 1), (1, 1)), 2), (3, 2, ((1, 1), (1, 1)), 3),
+    (3, 2, 'SAME', 6), (1, 1, 'VALID', 2), (3, 1, ((1, 0), (2, -1)), 3)])
+def test_grouped_convolution_as_batched_matmuls(kernel, stride, padding,
+                                                groups):
+  """dvl's conv_general_dilated (one batched matmul per tap for a grouped
+  convolution on CPU) gives XLA's grouped convolution's outputs and
+  gradients, odd sides, strides and uneven pads included."""
+  assert lowering.grouped_as_matmuls()  # the tests run on CPU
+  x = jax.random.normal(jax.random.key(0), (2, 7, 9, 12))
+  w = jax.random.normal(jax.random.key(1),
+                        (kernel, kernel, 12 // groups, 18))
+  dims = ('NHWC', 'HWIO', 'NHWC')
+
+  def loss(conv, x, w):
+    y = conv(x, w, (stride, stride), padding, dimension_numbers=dims,
+             feature_group_count=groups)
+    return jnp.sum(jnp.sin(y)), y
+
+  (_, y_ref), g_ref = jax.value_and_grad(loss, (1, 2), has_aux=True)(
+      lax.conv_general_dilated, x, w)
+  (_, y), g = jax.value_and_grad(loss, (1, 2), has_aux=True)(
+      lowering.conv_general_dilated, x, w)
+  assert y.shape == y_ref.shape
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  for a, b in zip(g, g_ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  hlo = jax.jit(lambda x, w: lowering.conv_general_dilated(
+      x, w, (stride, stride), padding, dimension_numbers=dims,
+      feature_group_count=groups)).lower(x, w).as_text()
+  assert 'stablehlo.convolution' not in hlo
+
+
 @pytest.mark.parametrize('kernel,stride,padding', [
     ((3, 3), (2, 2), ((1, 1), (1, 1))), ((3, 3), (2, 2), 'SAME'),
     ((3, 3), (2, 2), 'VALID'), ((7, 7), (2, 2), ((3, 3), (3, 3))),
