@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dvl import detection, tasks
+from dvl import detection, models, tasks
 from dvl.train import run, setup
 from train_runs import experiment_config, needs_shared_data
 
@@ -283,3 +283,16 @@ def test_strongest_channels_rank_by_mean_activation():
   maps[..., 3] = 2.0
   maps[0, ..., 1] = 1.0
   assert visualize.strongest_channels(maps, 2) == [3, 1]
+
+
+def test_every_registered_model_has_a_task_class_that_owns_its_parts():
+  for name, found in models.MODELS.items():
+    cls = tasks.TASKS[found.task]
+    assert issubclass(cls, tasks.Task), name
+    assert cls.kind == found.task
+  for cls in tasks.TASKS.values():
+    assert cls.build is not tasks.Task.build, cls  # each builds itself
+  assert tasks.TASKS['classification'].test_views
+  assert not tasks.TASKS['classification'].pictures
+  assert tasks.TASKS['detection'].input_fields == {'with_boxes': True}
+  assert tasks.TASKS['segmentation'].input_fields == {'with_masks': True}

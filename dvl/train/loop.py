@@ -141,7 +141,7 @@ def save_pictures(job: Job, state, workdir: str) -> str | None:
   """Draws the task's predictions on the first test images into
   ``workdir/pictures``; returns the PNG's path (None for classifiers)."""
   task = job.task
-  if task.kind == 'classification' or job.config.task.pictures < 1:
+  if not task.pictures or job.config.task.pictures < 1:
     return None
   count = job.config.task.pictures
   batch = next(job.pipeline.eval_iter('test'))

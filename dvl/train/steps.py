@@ -135,7 +135,7 @@ def eval_step(variables: dict, batch: dict, *, model: nn.Module,
   task = hparams.the_task()
   inputs = task.inputs(batch, jax.random.key(EVAL_NOISE_KEY), train=False)
   views = [model_input(inputs, hparams.preprocessing)]
-  if task.kind == 'classification':
+  if task.test_views:
     views = eval_views(views[0], flip=hparams.eval_flip,
                        translate=hparams.eval_translate)
   outputs = sum(model.apply(variables, v, train=False)[0].astype(jnp.float32)
