@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dvl import fileio
 from dvl.checkpoint import Checkpointer, preemption_guard
 from dvl.metrics_log import MetricWriter
 from dvl.train import steps
@@ -477,5 +478,5 @@ def _chosen_mode(workdir: Path, mode: str, k: int) -> str:
 
 def _record_mode(workdir: Path, mode: str, seeds) -> None:
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'population.json').write_text(
-      json.dumps({'mode': mode, 'seeds': list(seeds)}) + '\n')
+  fileio.write_atomic(workdir / 'population.json',
+                      json.dumps({'mode': mode, 'seeds': list(seeds)}) + '\n')
