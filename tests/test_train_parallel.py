@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent('''
         name='efficientnet', blocks=('ir_r1_k3_s1_e1_c16_se0.25',
                                      'ir_r1_k3_s2_e6_c24_se0.25'),
         head_width=32, dropout=0.3, drop_connect=0.2))
-    model = state_lib.build_model(model_cfg, num_classes=6)
+    model = state_lib.model_from_config(model_cfg, num_classes=6)
     optim = default_optim_config()
     optim.ema_decay = 0.9
     tx, schedule = make_optimizer(optim, steps_per_epoch=10, total_steps=10,

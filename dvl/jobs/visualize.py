@@ -32,7 +32,7 @@ from dvl import draw
 from dvl.data import make_pipeline
 from dvl.train import job as job_lib
 from dvl.train import steps, transfer
-from dvl.train.state import build_model
+from dvl.train.state import model_from_config
 
 
 def first_layer(params: dict, in_channels: int) -> tuple[str, np.ndarray]:
@@ -85,7 +85,7 @@ def _source(cfg):
 def run(config, workdir: str) -> dict:
   """Draws the pictures of ``config.run`` into ``workdir``."""
   source, variables, step = _source(config)
-  model = build_model(
+  model = model_from_config(
       source.model, num_classes=source.run.get('model_classes',
                                                source.run.num_classes))
   pipeline = make_pipeline(source.input, seed=source.train.seed)

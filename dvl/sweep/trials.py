@@ -24,7 +24,7 @@ import ml_collections
 
 from dvl import flops, scaling
 from dvl.data import make_pipeline
-from dvl.train.state import build_model
+from dvl.train.state import model_from_config
 
 KINDS = ('baseline', 'grid', 'compound', 'depth', 'width', 'resolution')
 BUDGETS = ('epochs', 'steps', 'macs')
@@ -162,7 +162,7 @@ class Planner:
 
   def _count(self, model_cfg: dict, side: int):
     try:
-      model = build_model(model_cfg, num_classes=self.num_classes)
+      model = model_from_config(model_cfg, num_classes=self.num_classes)
       cost = flops.count(model, (side, side, self.channels))
     except ValueError as error:
       return str(error)

@@ -14,11 +14,12 @@ is ``run(config, workdir)``. Modules:
 from dvl.train.config import default_train_config, validate_train_config
 from dvl.train.loop import NonFiniteLossError, evaluate, run
 from dvl.train.job import Job, setup, state_template
-from dvl.train.state import TrainState, build_model
+from dvl.train.state import TrainState, model_from_config
 from dvl.train.steps import StepConfig, eval_step, train_step
 
 __all__ = [
-    'Job', 'NonFiniteLossError', 'StepConfig', 'TrainState', 'build_model',
-    'default_train_config', 'eval_step', 'evaluate', 'run', 'setup',
+    'Job', 'NonFiniteLossError', 'StepConfig', 'TrainState',
+    'default_train_config', 'eval_step', 'evaluate', 'model_from_config',
+    'run', 'setup',
     'state_template', 'train_step', 'validate_train_config',
 ]

@@ -23,9 +23,9 @@ from dvl.data import make_pipeline
 from dvl.optim import make_optimizer
 from dvl.train import parallel, transfer
 from dvl.train.config import freeze_regex, validate_train_config
-from dvl.train.state import (TrainState, build_model, count_cost,
-                             create_train_state, default_resolution,
-                             init_variables)
+from dvl.train.state import (TrainState, count_cost, create_train_state,
+                             default_resolution, init_variables,
+                             model_from_config)
 from dvl.train.steps import StepConfig
 
 
@@ -166,9 +166,9 @@ def input_shape(run) -> tuple:
 def state_template(config) -> TrainState:
   """The abstract train state (shapes and dtypes) of a resolved config."""
   run = config.run
-  model = build_model(config.model,
-                      num_classes=run.get('model_classes', run.num_classes),
-                      mixed_precision=config.train.mixed_precision)
+  model = model_from_config(
+      config.model, num_classes=run.get('model_classes', run.num_classes),
+      mixed_precision=config.train.mixed_precision)
   tx, _ = make_tx(config)
 
   def build():
@@ -201,8 +201,9 @@ def setup(config, *, devices=None, **overrides) -> Job:
   pipeline = make_pipeline(input_cfg, seed=config.train.seed)
   task = tasks.make_task(config, pipeline)
   tasks.check_data(task, pipeline, input_cfg.dataset)
-  model = build_model(config.model, num_classes=model_classes(task, pipeline),
-                      mixed_precision=config.train.mixed_precision)
+  model = model_from_config(
+      config.model, num_classes=model_classes(task, pipeline),
+      mixed_precision=config.train.mixed_precision)
   resolved = _resolved(config, pipeline, mesh.size, overrides, spec, task)
   tasks.check_model(task, model, input_shape(resolved.run),
                     pipeline.image_shape, config.model.name)

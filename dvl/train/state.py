@@ -40,7 +40,7 @@ class TrainState:
     return {'params': self.params, 'batch_stats': self.batch_stats}
 
 
-def model_fields(model_cfg) -> tuple[str, dict]:
+def split_model_config(model_cfg) -> tuple[str, dict]:
   """``(registry name, fields)`` of a ``config.model`` section."""
   fields = dict(model_cfg.to_dict() if hasattr(model_cfg, 'to_dict')
                 else model_cfg)
@@ -51,16 +51,17 @@ def model_fields(model_cfg) -> tuple[str, dict]:
   return name, fields
 
 
-def build_model(model_cfg, *, num_classes: int | None,
-                mixed_precision: bool = False) -> nn.Module:
-  """The registered model of ``config.model`` for ``num_classes`` classes
-  (None for a model without classes, such as an autoencoder).
+def model_from_config(model_cfg, *, num_classes: int | None,
+                      mixed_precision: bool = False) -> nn.Module:
+  """The registered model of a ``config.model`` section for ``num_classes``
+  classes (None for a model without classes, such as an autoencoder), built
+  by ``dvl.models.build_model``.
 
   ``config.model.num_classes``, when given, must agree with the dataset.
   ``mixed_precision`` sets the compute ``dtype`` to bfloat16; a ``dtype``
   in the config may also be a name ('bfloat16').
   """
-  name, fields = model_fields(model_cfg)
+  name, fields = split_model_config(model_cfg)
   given = fields.pop('num_classes', None)
   if given is not None and num_classes is not None and given != num_classes:
     raise ValueError(
@@ -80,7 +81,7 @@ def build_model(model_cfg, *, num_classes: int | None,
 
 def default_resolution(model_cfg) -> int:
   """The input side the model was designed for."""
-  name, fields = model_fields(model_cfg)
+  name, fields = split_model_config(model_cfg)
   fields.pop('num_classes', None)
   fields.pop('dtype', None)
   return models.build_model(name, **fields).default_resolution
