@@ -198,7 +198,7 @@ def mobilenet_v2_keras_rules(model) -> list[spec.Rule]:
 
 
 # Keras's BatchNorm epsilon and TensorFlow SAME padding.
-_TF_BN = dict(bn_epsilon=1e-3, padding='same')
+TF_BATCHNORM = dict(bn_epsilon=1e-3, padding='same')
 # The CPU proxy: three MBConv stages of two blocks with strides 1, 2, 2
 # after the stride-2 stem, so a 32x32 image ends on a 4x4 map; at two
 # blocks per stage every depth step of a 0.2 grid changes the network.
@@ -235,13 +235,13 @@ SPECS = (
                        bn_momentum=0.9)),
         reference=spec.Reference(3_504_872, 300, 'paper / Keras'),
         keras=spec.Keras('MobileNetV2', mobilenet_v2_keras_rules, 'tf',
-                         _TF_BN, alpha=True),
+                         TF_BATCHNORM, alpha=True),
         remat=True),
     # B0 under the family's name: the base the scaling search scales.
     spec.ModelSpec('efficientnet', EfficientNet, resize='bicubic',
                    scaling=SCALING,
                    keras=spec.Keras('EfficientNet', keras_rules, 'in_model',
-                                    _TF_BN, peer=False),
+                                    TF_BATCHNORM, peer=False),
                    remat=True),
     *(spec.ModelSpec(
         name, EfficientNet, efficientnet_fields(name),
@@ -249,7 +249,7 @@ SPECS = (
         reference=spec.Reference(REFERENCE_PARAMS[name],
                                  REFERENCE_MACS_M[name], 'TF reference code'),
         keras=spec.Keras(f'EfficientNetB{name[-1]}', keras_rules, 'in_model',
-                         _TF_BN),
+                         TF_BATCHNORM),
         remat=True)
       for name in EFFICIENTNET),
 )

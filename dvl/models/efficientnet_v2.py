@@ -24,7 +24,7 @@ channels (nearest multiple of 8). The params of every variant equal
 """
 
 from dvl.models import spec
-from dvl.models.efficientnet import EfficientNet, stages
+from dvl.models.efficientnet import TF_BATCHNORM, EfficientNet, stages
 
 EFFICIENTNETV2_B0 = (
     'fr_r1_k3_s1_e1_c16', 'fr_r2_k3_s2_e4_c32', 'fr_r2_k3_s2_e4_c48',
@@ -94,8 +94,6 @@ KERAS_PREPROCESSING = dict(
     b='torch',
     sml=dict(name='keras_efficientnetv2', channel_order='rgb', scale=1 / 128,
              mean=[1.0] * 3, std=[1.0] * 3))
-# Keras's BatchNorm epsilon and TensorFlow SAME padding.
-_TF_BN = dict(bn_epsilon=1e-3, padding='same')
 # The CPU proxy: the widths of EfficientNet's (16-24-40 after a 16-wide
 # stem, a 128-wide head, two blocks per stage, strides 1, 2, 2: a 32x32
 # image ends on a 4x4 map) with V2's block types, two Fused-MBConv stages
@@ -140,7 +138,7 @@ def _spec(name: str) -> spec.ModelSpec:
       reference=spec.Reference(params, macs_m, 'MACs: reference README; '
                                'params: keras.applications', tolerance=0.01),
       keras=spec.Keras(f'EfficientNetV2{suffix.upper()}', keras_rules,
-                       preprocessing, _TF_BN),
+                       preprocessing, TF_BATCHNORM),
       remat=True)
 
 
