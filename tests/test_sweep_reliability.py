@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ml_collections
@@ -386,3 +387,59 @@ def test_sigterm_then_rerun_gives_the_undisturbed_metrics(env, tmp_path,
   assert rows[:len(before)] == before
   assert _results(rows) == _results(undisturbed[1])
   check_hparams(workdir, rows)
+
+
+_ORPHAN_DRIVER = '''
+import multiprocessing, os, sys, time
+from dvl.sweep import worker
+
+def child(path):
+  worker.die_with_parent()
+  with open(path, 'w') as f:
+    f.write(str(os.getpid()))
+  time.sleep(120)
+
+if __name__ == '__main__':
+  context = multiprocessing.get_context('spawn')
+  context.Process(target=child, args=(sys.argv[1],)).start()
+  time.sleep(120)
+'''
+
+
+def _alive(pid: int) -> bool:
+  """Whether ``pid`` runs (a zombie awaiting its reaper counts as dead)."""
+  try:
+    status = Path(f'/proc/{pid}/status').read_text()
+  except FileNotFoundError:
+    return False
+  return '\nState:\tZ' not in status
+
+
+def _poll(predicate, timeout: float):
+  deadline = time.monotonic() + timeout
+  while not (found := predicate()) and time.monotonic() < deadline:
+    time.sleep(0.2)
+  return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'),
+                    reason='parent-death signals are a Linux facility')
+def test_a_pool_worker_stops_when_its_driver_is_killed(tmp_path):
+  script, pid_file = tmp_path / 'driver.py', tmp_path / 'child.pid'
+  script.write_text(_ORPHAN_DRIVER)
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  driver = subprocess.Popen([sys.executable, str(script), str(pid_file)],
+                            env=env, cwd=REPO)
+  child = None
+  try:
+    assert _poll(lambda: pid_file.exists() and pid_file.read_text(), 60)
+    child = int(pid_file.read_text())
+    assert _alive(child)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert _poll(lambda: not _alive(child), 30), (
+        'the worker outlived its killed driver')
+  finally:
+    driver.kill()
+    if child and _alive(child):
+      os.kill(child, signal.SIGKILL)

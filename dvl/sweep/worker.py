@@ -4,9 +4,11 @@ This module imports nothing heavy at the top: a pool worker pins its CPU
 cores and picks its GPUs (``start_worker``) before JAX is first imported.
 """
 
+import ctypes
 import json
 import os
 import signal
+import sys
 import traceback
 from pathlib import Path
 
@@ -29,6 +31,7 @@ def start_worker(slots, threads: int, gpus: int, events=None) -> None:
   """
   global _EVENTS
   _EVENTS = events
+  die_with_parent()
   index = slots.get()
   if threads:
     cores = sorted(os.sched_getaffinity(0))
@@ -37,6 +40,24 @@ def start_worker(slots, threads: int, gpus: int, events=None) -> None:
   if gpus:
     os.environ['CUDA_VISIBLE_DEVICES'] = ','.join(
         str(index * gpus + i) for i in range(gpus))
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+  """Asks Linux to send this process SIGTERM when the process that started
+  it dies, so a pool worker of a sweep driver killed with SIGKILL saves its
+  checkpoint and stops instead of training on unseen (the rerun driver then
+  resumes from that checkpoint). Elsewhere this does nothing."""
+  if not sys.platform.startswith('linux'):
+    return
+  parent = os.getppid()
+  libc = ctypes.CDLL(None, use_errno=True)
+  if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+    return  # not permitted here: the worker lives on, as before
+  if os.getppid() != parent:  # the parent died before the request
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class _Terminated(BaseException):
