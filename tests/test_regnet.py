@@ -134,6 +134,7 @@ def test_width_and_depth_multiply_the_generated_stages():
       (24, 24), (64, 64), (240, 120), (480, 120)]
 
 
+@pytest.mark.slow  # compiles the proxy's training step
 def test_the_proxy_ends_on_a_4x4_map_of_a_32x32_image():
   fields = models.get_spec('regnetx_002').scaling.proxy
   model = models.build_model('regnetx_002', num_classes=10, **fields)
