@@ -330,9 +330,8 @@ _strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
 
 def grouped_as_matmuls() -> bool:
   """Whether grouped convolutions run as one batched matrix product per
-  kernel tap (``grouped_conv2d_taps``): on CPU, where XLA's grouped
-  convolution ran RegNet's 3x3 layers 6 to 40 times slower, forward and
-  backward (28x28x152 in 19 groups, batch 64: 43 s against 1.4 s);
+  kernel tap (``grouped_conv2d_taps``): on CPU, where XLA's own grouped
+  convolution is the slow path (docs/speed.md has the measurement);
   elsewhere cuDNN's grouped convolutions are kept."""
   return jax.default_backend() == 'cpu'
 
