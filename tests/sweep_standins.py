@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 
-def _wait(condition, timeout=60.0) -> None:
+def _wait(condition, timeout=600.0) -> None:
+  # Generous: on a loaded machine a spawned worker can start a minute late,
+  # and a task that gave up waiting would end before the one it waits on.
   deadline = time.monotonic() + timeout
   while not condition() and time.monotonic() < deadline:
     time.sleep(0.05)
