@@ -6,8 +6,10 @@
 The step of ``dvl.jobs.benchmark`` (momentum SGD, softmax cross-entropy,
 BatchNorm statistics updated, the state donated) without the peer or the
 report: a quick look while changing a model. ``--depthwise xla,shifted``
-compares the depthwise implementations of the models that have them. The
-benchmark job (``experiments/benchmark.py``) is the full comparison.
+compares the depthwise implementations of the models that have them,
+``--scan on,off`` scanned stages against unrolled ones (``compile`` is the
+cold lowering and compilation of the step; run it with an empty JAX cache).
+The benchmark job (``experiments/benchmark.py``) is the full comparison.
 """
 
 import argparse
@@ -60,12 +62,17 @@ def main():
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--depthwise', default='',
                       help="compare depthwise impls, e.g. 'xla,shifted'")
+  parser.add_argument('--scan', default='',
+                      help="compare scanned and unrolled stages: 'on,off'")
   args = parser.parse_args()
   print('backend', jax.default_backend(), jax.devices()[0].device_kind)
   for name in args.models.split(','):
     impls = [i for i in args.depthwise.split(',') if i]
     variants = [dict(depthwise_impl=i) for i in impls] if (
         impls and 'depthwise_impl' in models.model_fields(name)) else [{}]
+    scans = [s == 'on' for s in args.scan.split(',') if s]
+    if scans and 'scan' in models.model_fields(name):
+      variants = [dict(v, scan=s) for v in variants for s in scans]
     for fields in variants:
       bench(name, args.batch, args.resolution, jnp.dtype(args.dtype),
             args.steps, **fields)

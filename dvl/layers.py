@@ -339,13 +339,14 @@ class DropPath(nn.Module):
 
   In training each example's branch is zeroed with probability ``rate`` and
   the survivors are divided by ``1 - rate``; in evaluation it is the
-  identity. Draws from the ``'dropout'`` RNG stream.
+  identity. Draws from the ``'dropout'`` RNG stream. ``rate`` may be traced
+  (a scanned stage's per-block input); a traced 0 keeps every example.
   """
-  rate: float
+  rate: float | jax.Array
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    if not train or self.rate == 0.0:
+    if not train or (isinstance(self.rate, float | int) and self.rate == 0.0):
       return x
     keep = 1.0 - self.rate
     mask = jax.random.bernoulli(self.make_rng('dropout'), keep,

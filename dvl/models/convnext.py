@@ -35,6 +35,7 @@ import numpy as np
 
 from dvl import layers
 from dvl.lowering import conv_general_dilated
+from dvl.models import scan
 from dvl.models import spec
 from dvl.models.common import Classifier, check_input, positive
 
@@ -154,6 +155,7 @@ class ConvNeXt(nn.Module):
   ln_epsilon: float = 1e-6
   depthwise_impl: str | None = None
   remat: bool = False  # recompute each block's activations (layers.remat)
+  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
   num_classes: int = 1000
   dtype: object = jnp.float32
 
@@ -185,12 +187,13 @@ class ConvNeXt(nn.Module):
       if i:
         x = Patchify(channels, 2, norm_first=True,
                      name=f'stage{i + 1}_downsample', **common)(x)
-      for j in range(n):
-        x = block(float(rates[index]), self.layer_scale,
-                  kernel_size=self.kernel_size,
-                  depthwise_impl=self.depthwise_impl,
-                  name=f'stage{i + 1}_block{j + 1}', **common)(x, train=train)
-        index += 1
+      x = scan.stage(
+          block, dict(layer_scale=self.layer_scale,
+                      kernel_size=self.kernel_size,
+                      depthwise_impl=self.depthwise_impl, **common),
+          n, x, train=train, name=f'stage{i + 1}', scan=self.scan,
+          rates=rates[index:index + n])
+      index += n
       features[f'stage{i + 1}'] = x
     x = layers.global_avg_pool(x)
     x = _layer_norm(self.ln_epsilon, self.dtype, 'head_norm')(x)

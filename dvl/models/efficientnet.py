@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from dvl import layers
 from dvl.models import blocks
+from dvl.models import scan
 from dvl.models import spec
 from dvl.models.common import Classifier, check_input, positive
 
@@ -76,6 +77,7 @@ class EfficientNet(nn.Module):
   bn_epsilon: float = 1e-3
   depthwise_impl: str | None = None
   remat: bool = False  # recompute each block's activations (layers.remat)
+  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
   num_classes: int = 1000
   dtype: object = jnp.float32
 
@@ -122,14 +124,15 @@ class EfficientNet(nn.Module):
     index = 0
     for i, spec in enumerate(scaled):
       block, extra = self._block(i, spec.kind)
-      for j in range(spec.repeats):
-        x = block(
-            spec.channels, spec.kernel, spec.stride if j == 0 else 1,
-            spec.expansion, spec.se_ratio,
-            drop_path=self.drop_connect * index / total, act=self.act,
-            padding=self.padding, name=f'stage{i + 1}_block{j + 1}',
-            **extra, **bn)(x, train=train)
-        index += 1
+      x = scan.stage(
+          block, dict(features=spec.channels, kernel_size=spec.kernel,
+                      expansion=spec.expansion, se_ratio=spec.se_ratio,
+                      act=self.act, padding=self.padding, **extra, **bn),
+          spec.repeats, x, train=train, name=f'stage{i + 1}',
+          scan=self.scan, first=dict(strides=spec.stride),
+          rates=[self.drop_connect * (index + j) / total
+                 for j in range(spec.repeats)])
+      index += spec.repeats
       features[f'stage{i + 1}'] = x
     x = layers.ConvBN(self._head_width(), 1, act=self.act, name='head_conv',
                       **bn)(x, train=train)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from dvl import layers
 from dvl.models import blocks
+from dvl.models import scan
 from dvl.models import spec
 from dvl.models.common import Classifier, check_input, positive
 
@@ -40,6 +41,7 @@ class MobileNetV1(nn.Module):
   dropout: float = 1e-3
   padding: str = 'same'
   depthwise_impl: str | None = None
+  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
   num_classes: int = 1000
   dtype: object = jnp.float32
 
@@ -63,19 +65,17 @@ class MobileNetV1(nn.Module):
     features['stem'] = x
     stages = blocks.scale_stages(self.blocks, width=self.width, depth=self.depth)
     for i, spec in enumerate(stages):
-      for j in range(spec.repeats):
-        stride = spec.stride if j == 0 else 1
-        name = f'stage{i + 1}_block{j + 1}'
-        if self.separable:
-          x = layers.SeparableConv(
-              spec.channels, spec.kernel, stride, act=self.act,
-              padding=self.padding, bn_momentum=self.bn_momentum,
-              bn_epsilon=1e-3,
-              depthwise_impl=self.depthwise_impl, dtype=self.dtype,
-              name=name)(x, train=train)
-        else:
-          x = layers.ConvBN(spec.channels, spec.kernel, stride, name=name,
-                            **bn)(x, train=train)
+      block, fields = layers.ConvBN, bn
+      if self.separable:
+        block, fields = layers.SeparableConv, dict(
+            act=self.act, padding=self.padding, bn_momentum=self.bn_momentum,
+            bn_epsilon=1e-3, depthwise_impl=self.depthwise_impl,
+            dtype=self.dtype)
+      x = scan.stage(
+          block, dict(features=spec.channels, kernel_size=spec.kernel,
+                      strides=1, **fields),
+          spec.repeats, x, train=train, name=f'stage{i + 1}', scan=self.scan,
+          first=dict(strides=spec.stride))
       features[f'stage{i + 1}'] = x
     x = layers.global_avg_pool(x)
     features['pre_logits'] = x

@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import scan
 from dvl.models import spec
 from dvl.models.common import Classifier, check_input, positive
 
@@ -199,6 +200,7 @@ class RegNet(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   remat: bool = False  # recompute each block's activations (layers.remat)
+  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
   num_classes: int = 1000
   dtype: object = jnp.float32
 
@@ -234,10 +236,12 @@ class RegNet(nn.Module):
     features['stem'] = x
     block = layers.remat(Bottleneck) if self.remat else Bottleneck
     for i, (stage, stride) in enumerate(zip(self.stages(), self.strides)):
-      for j in range(stage.depth):
-        x = block(stage.width, stride if j == 0 else 1, stage.group_width,
-                  self.se_ratio, self.zero_init_residual,
-                  name=f'stage{i + 1}_block{j + 1}', **bn)(x, train=train)
+      x = scan.stage(
+          block, dict(features=stage.width, strides=1,
+                      group_width=stage.group_width, se_ratio=self.se_ratio,
+                      zero_init_residual=self.zero_init_residual, **bn),
+          stage.depth, x, train=train, name=f'stage{i + 1}', scan=self.scan,
+          first=dict(strides=stride))
       features[f'stage{i + 1}'] = x
     x = layers.global_avg_pool(x)
     features['pre_logits'] = x

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import scan
 from dvl.models import spec
 from dvl.models.common import Classifier, check_input, positive
 
@@ -91,6 +92,7 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   remat: bool = False  # recompute each block's activations (layers.remat)
+  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
   num_classes: int = 1000
   dtype: object = jnp.float32
 
@@ -119,11 +121,14 @@ class ResNet(nn.Module):
     x = layers.max_pool(x, 3, 2, padding='symmetric')
     block = layers.remat(ResidualBlock) if self.remat else ResidualBlock
     for i, (n, c) in enumerate(zip(self.stage_sizes, self.widths)):
-      for j in range(layers.round_repeats(n, self.depth)):
-        x = block(layers.round_filters(c * self.width),
-                  2 if i > 0 and j == 0 else 1, self.block,
-                  self.zero_init_residual, self.stride_in, name=
-                  f'stage{i + 1}_block{j + 1}', **bn)(x, train=train)
+      x = scan.stage(
+          block, dict(width=layers.round_filters(c * self.width), strides=1,
+                      kind=self.block,
+                      zero_init_residual=self.zero_init_residual,
+                      stride_in=self.stride_in, **bn),
+          layers.round_repeats(n, self.depth), x, train=train,
+          name=f'stage{i + 1}', scan=self.scan,
+          first=dict(strides=2 if i > 0 else 1))
       features[f'stage{i + 1}'] = x
     x = layers.global_avg_pool(x)
     features['pre_logits'] = x
