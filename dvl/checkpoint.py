@@ -76,6 +76,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from dvl import errors
+from dvl.models import scan
 
 _STATE = "state"
 _META = "meta"
@@ -226,6 +227,40 @@ def _check_compatible(target: Any, table: Mapping[str, dict], where: str):
     raise IncompatibleCheckpointError(
         f"{where} has leaf '{extra[0]}' (shape {shape}) that the template "
         f"lacks. {hint}")
+
+
+def _table_tree(table: Mapping[str, dict], prefix: str) -> dict:
+  """The leaves of ``table`` under ``prefix`` as a nested dict of shapes
+  (tuples)."""
+  tree: dict = {}
+  start = f"{prefix}/" if prefix else ""
+  for path, entry in table.items():
+    if not path.startswith(start):
+      continue
+    *parents, name = path[len(start):].split("/")
+    node = tree
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[name] = tuple(entry["shape"])
+  return tree
+
+
+def _in_saved_layout(tree: Any, table: Mapping[str, dict]) -> Any:
+  """``tree`` with its scanned stages (``dvl.models.scan``) stacked or split
+  as the checkpoint's leaf table has them; ``tree`` itself when no mapping
+  in it changes."""
+  flat, treedef = jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=scan.is_mapping)
+  out, changed = [], False
+  for keypath, leaf in flat:
+    if scan.is_mapping(leaf):
+      saved = _table_tree(table, _path_str(keypath))
+      new = scan.stack_like(scan.unstack_mapping(leaf), saved)
+      if (jax.tree_util.tree_structure(new)
+          != jax.tree_util.tree_structure(dict(leaf))):
+        leaf, changed = new, True
+    out.append(leaf)
+  return treedef.unflatten(out) if changed else tree
 
 
 def _verify_checksums(restored_leaves: list, paths: list[str],
@@ -417,7 +452,22 @@ class Checkpointer:
       table = meta["leaves"]
     except Exception as error:  # Any failure to read means a damaged step.
       raise _CorruptStep(f"unreadable metadata ({_short(error)})") from error
-    _check_compatible(target, table, where)
+    try:
+      _check_compatible(target, table, where)
+    except IncompatibleCheckpointError:
+      # Written with the model's stages scanned where they are now unrolled,
+      # or the other way round: restore that layout, then convert.
+      saved = _in_saved_layout(target, table)
+      if saved is target:
+        raise
+      try:
+        _check_compatible(saved, table, where)
+      except IncompatibleCheckpointError:
+        _check_compatible(target, table, where)  # the error about this layout
+      restored = self._restore_step(
+          step, _in_saved_layout(template, table), saved)
+      return dataclasses.replace(
+          restored, state=scan.relayout(restored.state, template))
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     paths = [_path_str(keypath) for keypath, _ in flat]
     try:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from dvl import layers
+from dvl.models import scan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,8 @@ def count(model: nn.Module, input_shape) -> Cost:
   """
   if len(input_shape) == 3:
     input_shape = (1, *input_shape)
+  # A scanned stage traces its block once: count the unrolled network.
+  model = scan.unrolled(model)
   records = []
 
   def interceptor(next_fun, args, kwargs, context):
@@ -103,10 +106,12 @@ def xla_macs(model: nn.Module, input_shape) -> float:
   """XLA's count for one example: ``flops / 2`` of the lowered eval step.
 
   The step is lowered, not compiled. See the module docstring for how its
-  convention differs from ``count``.
+  convention differs from ``count``. Scanned stages are lowered unrolled
+  (XLA counts a loop's body once).
   """
   if len(input_shape) == 3:
     input_shape = (1, *input_shape)
+  model = scan.unrolled(model)
   x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
   variables = jax.eval_shape(
       lambda x: model.init({'params': jax.random.key(0)}, x, train=False), x)

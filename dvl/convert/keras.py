@@ -34,6 +34,7 @@ import numpy as np
 from flax import traverse_util
 
 from dvl import models
+from dvl.models import scan
 from dvl.convert import imported, keras_files, keras_layouts, preprocess
 from dvl.convert.keras_layouts import ROLES, Rule
 
@@ -107,13 +108,19 @@ def _shape(shapes: dict, key: str, rule: Rule) -> tuple:
   return shapes[key]
 
 
-def _dvl_shapes(model) -> dict[str, tuple]:
-  """``{'params/stem/conv/kernel': shape, ...}`` without computing anything."""
+def _abstract_variables(model):
+  """The model's variables as shapes, without computing anything."""
   side = model.default_resolution
   x = jax.ShapeDtypeStruct((1, side, side, 3), jnp.float32)
-  abstract = jax.eval_shape(
+  return jax.eval_shape(
       lambda x: model.init(jax.random.key(0), x, train=False), x)
-  flat = traverse_util.flatten_dict(abstract, sep='/')
+
+
+def _dvl_shapes(model) -> dict[str, tuple]:
+  """``{'params/stem/conv/kernel': shape, ...}`` of the model unrolled, the
+  layout that the rules name block by block."""
+  flat = traverse_util.flatten_dict(
+      _abstract_variables(scan.unrolled(model)), sep='/')
   return {k: tuple(v.shape) for k, v in flat.items()}
 
 
@@ -271,7 +278,8 @@ def convert(name: str, path, *, alpha: float = 1.0,
   shapes = _dvl_shapes(model)
   flat, used = _collect(family.rules(model), weights, shapes, fail)
   _check_extra(weights, used, fail)
-  variables = _assemble(flat, shapes)
+  variables = scan.relayout(_assemble(flat, shapes),
+                            _abstract_variables(model))
   info = {
       'model': name, 'fields': fields,
       'source': {'framework': 'keras', 'application': family.application,

@@ -29,6 +29,7 @@ from flax import traverse_util
 from dvl import errors
 from dvl.checkpoint import Checkpointer
 from dvl.convert import imported, preprocess
+from dvl.models import scan
 
 
 def source_config(workdir: str | Path) -> ml_collections.ConfigDict:
@@ -95,6 +96,7 @@ def merge_pretrained(fresh: dict, source: dict, reinit: str
   variables and the names of the leaves left freshly initialised.
   """
   pattern = re.compile(reinit) if reinit else None
+  source = scan.relayout(source, fresh)  # stages scanned as ``fresh`` has them
   merged, kept_fresh = {}, []
   for collection, tree in fresh.items():
     flat = traverse_util.flatten_dict(tree, sep='/')
