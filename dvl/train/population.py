@@ -168,12 +168,14 @@ def fresh_population(job: Job, seeds: list[int]):
 
 
 def _stacked_batches(job: Job, seeds: list[int], start: int):
-  """Host batches of every member for steps ``start + 1, ...``."""
+  """Batches of every member for steps ``start + 1, ...``: stacked on the
+  host, or on the device when the device input pipeline built them."""
   iters = [dataclasses.replace(job.pipeline, seed=int(s)).train_iter(start)
            for s in seeds]
+  xp = jnp if job.pipeline.kind == 'device' else np
   while True:
     batches = [next(it) for it in iters]
-    yield {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+    yield {key: xp.stack([b[key] for b in batches]) for key in batches[0]}
 
 
 def _evaluate(job: Job, pop: PopulationSteps, state, split: str) -> list:
