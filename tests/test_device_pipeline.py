@@ -388,3 +388,21 @@ def test_training_on_the_device_pipeline_learns_as_on_the_host(tmp_path,
     assert device['test_accuracy'] == pytest.approx(host['test_accuracy'],
                                                     abs=0.1)
     assert not np.allclose(losses['device'], losses['tfdata'], rtol=1e-3)
+
+
+def test_a_population_gets_each_members_host_batches_on_the_device(
+    tmp_path):
+  """A population's stacked batches: member i's own data order, as the host
+  pipeline delivers it, stacked on the device."""
+  from dvl.train import population
+  _tinted_squares(tmp_path / 'squares', np.random.default_rng(1))
+  seeds, stacked = (3, 7), {}
+  for pipeline in ('tfdata', 'device'):
+    job = train.setup(_train_config(tmp_path, pipeline, hflip=False))
+    assert job.pipeline.kind == pipeline
+    batches = population._stacked_batches(job, seeds, 4)
+    stacked[pipeline] = [next(batches) for _ in range(3)]
+  assert isinstance(stacked['device'][0]['image'], jax.Array)
+  for a, b in zip(stacked['tfdata'], stacked['device']):
+    _assert_same(a, jax.device_get(b))
+    assert not np.array_equal(a['label'][0], a['label'][1])
