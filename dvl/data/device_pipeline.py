@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dvl.data import datasets
 from dvl.data import device_augment as aug_lib
 from dvl.data import reader as reader_lib
 from dvl.device_memory import free_memory_bytes
@@ -77,9 +78,8 @@ def dataset_bytes(cfg, builder) -> int | None:
   if None in feature.shape:
     return None
   per_image = int(np.prod(feature.shape)) * np.dtype(feature.np_dtype).itemsize
-  splits = builder.info.splits
-  count = sum(splits[s].num_examples for s in (cfg.train_split,
-                                               cfg.test_split))
+  count = sum(int(datasets.as_dataset(cfg, builder, split).cardinality())
+              for split in (cfg.train_split, cfg.test_split))
   return count * (per_image + 4)
 
 

@@ -298,8 +298,8 @@ def make_pipeline(input_cfg, *, seed):
   cfg = _resolve(input_cfg)
   builder = datasets.load_builder(cfg)
   reader_lib.check_features(cfg, builder)
-  kind, choice = device_pipeline.choose(cfg, builder)
   _, n_val = reader_lib.split_sizes(cfg, builder)
+  kind, choice = device_pipeline.choose(cfg, builder)
   features = builder.info.features
   label = features[cfg.label_key] if cfg.label_key in features else None
   num_classes = label.num_classes if label is not None else 0
