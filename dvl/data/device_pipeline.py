@@ -29,11 +29,14 @@ the setting; ``'auto'`` falls back to the host pipeline.
 ``'auto'`` picks the device pipeline on an accelerator backend when the
 dataset takes at most ``AUTO_DATA_SHARE`` of the device's free memory (the
 rest is the model's) and every configured augmentation is supported. On the
-CPU backend it keeps the host pipeline: there the two pipelines run on the
-same cores, the host one on tf.data threads that overlap the train step,
-while the device one runs in XLA's pool between steps, and in measurements
-on CPU (``benchmarks/input_pipeline.py``, ``docs/input-pipeline.md``) it
-did not make training faster.
+CPU backend, where "device memory" is host memory, it keeps the host
+pipeline: there both pipelines share the same cores with the train step
+(the host one on tf.data threads that overlap the step, the device one in
+XLA's pool between steps), both deliver images far faster than a train step
+on the same cores consumes them, and the train loop measured no faster on
+the device pipeline (``benchmarks/input_pipeline.py``; figures in
+``docs/input-pipeline.md``), while it would hold a second copy of the
+dataset in host memory. ``'device'`` still works on CPU when asked for.
 """
 
 import dataclasses
