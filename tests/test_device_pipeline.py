@@ -342,13 +342,21 @@ def _tinted_squares(folder, rng):
              image=np.clip(images, 0, 255).astype(np.uint8))
 
 
-def _train_config(tmp_path, pipeline, hflip):
-  """LeNet-5 on ``_tinted_squares``: seconds per run."""
+@pytest.fixture(scope='module')
+def squares(tmp_path_factory):
+  """``_tinted_squares`` and its TFDS data dir, prepared once per module."""
+  root = tmp_path_factory.mktemp('squares')
+  _tinted_squares(root / 'squares', np.random.default_rng(0))
+  return root
+
+
+def _train_config(root, pipeline, hflip):
+  """LeNet-5 on the ``squares`` in ``root``: seconds per run."""
   config = experiment_config('mnist_lenet5', 'runlocal')
   config.input = default_input_config()
   config.input.update(dict(
-      dataset='npz_folder', path=str(tmp_path / 'squares'),
-      data_dir=str(tmp_path / 'tfds'), val_count=100, batch_size=32,
+      dataset='npz_folder', path=str(root / 'squares'),
+      data_dir=str(root / 'tfds'), val_count=100, batch_size=32,
       eval_batch_size=100, pipeline=pipeline))
   config.input.augment.hflip = hflip
   config.train.steps = 40
@@ -365,15 +373,14 @@ def _losses(workdir):
 
 
 @pytest.mark.parametrize('hflip', [False, True])
-def test_training_on_the_device_pipeline_learns_as_on_the_host(tmp_path,
-                                                               hflip):
+def test_training_on_the_device_pipeline_learns_as_on_the_host(
+    squares, tmp_path, hflip):
   """Augmentation off: the same loss curve to float tolerance (the same
   batches). Flips on: other random flips, the same accuracy region."""
-  _tinted_squares(tmp_path / 'squares', np.random.default_rng(0))
   results, losses = {}, {}
   for pipeline in ('tfdata', 'device'):
     workdir = tmp_path / pipeline
-    results[pipeline] = train.run(_train_config(tmp_path, pipeline, hflip),
+    results[pipeline] = train.run(_train_config(squares, pipeline, hflip),
                                   str(workdir))
     losses[pipeline] = _losses(workdir)
   host, device = results['tfdata'], results['device']
@@ -391,14 +398,13 @@ def test_training_on_the_device_pipeline_learns_as_on_the_host(tmp_path,
 
 
 def test_a_population_gets_each_members_host_batches_on_the_device(
-    tmp_path):
+    squares):
   """A population's stacked batches: member i's own data order, as the host
   pipeline delivers it, stacked on the device."""
   from dvl.train import population
-  _tinted_squares(tmp_path / 'squares', np.random.default_rng(1))
   seeds, stacked = (3, 7), {}
   for pipeline in ('tfdata', 'device'):
-    job = train.setup(_train_config(tmp_path, pipeline, hflip=False))
+    job = train.setup(_train_config(squares, pipeline, hflip=False))
     assert job.pipeline.kind == pipeline
     batches = population._stacked_batches(job, seeds, 4)
     stacked[pipeline] = [next(batches) for _ in range(3)]
