@@ -289,8 +289,8 @@ def test_a_dataset_larger_than_device_memory_is_refused_with_sizes(
     data_dir, monkeypatch):
   """A device with 100 kB free (the shapes set takes about 290 kB)."""
   monkeypatch.setattr(device_pipeline, 'free_memory_bytes', lambda: 100_000)
-  with pytest.raises(ValueError, match=r"takes 0\.00 GiB .* more than the "
-                     r"0\.00 GiB free .*pipeline = 'tfdata'"):
+  with pytest.raises(ValueError, match=r"takes 0\.3 MiB .* more than the "
+                     r"0\.1 MiB free .*pipeline = 'tfdata'"):
     make_pipeline(dict(_config(data_dir).to_dict(), pipeline='device'),
                   seed=0)
 

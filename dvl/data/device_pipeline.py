@@ -86,8 +86,11 @@ def dataset_bytes(cfg, builder) -> int | None:
   return count * (per_image + 4)
 
 
-def _gib(count: int) -> str:
-  return f'{count / 2 ** 30:.2f} GiB'
+def _size(count: int) -> str:
+  """Bytes in GiB, or in MiB below one GiB."""
+  if count >= 2 ** 30:
+    return f'{count / 2 ** 30:.2f} GiB'
+  return f'{count / 2 ** 20:.1f} MiB'
 
 
 def choose(cfg, builder) -> tuple[str, str]:
@@ -114,19 +117,19 @@ def choose(cfg, builder) -> tuple[str, str]:
   if explicit:
     if free is not None and size > free:
       raise ValueError(
-          f'dataset {cfg.dataset!r} takes {_gib(size)} at its stored size '
-          f'and dtype, more than the {_gib(free)} free on '
+          f'dataset {cfg.dataset!r} takes {_size(size)} at its stored size '
+          f'and dtype, more than the {_size(free)} free on '
           f"{jax.devices()[0].device_kind}; set config.input.pipeline = "
           "'tfdata' to read it from the host")
     return 'device', 'config.input.pipeline'
   if jax.default_backend() == 'cpu':
     return 'tfdata', 'auto: on the CPU backend the host pipeline overlaps the step'
   if free is None or size > AUTO_DATA_SHARE * free:
-    known = 'unknown' if free is None else _gib(free)
-    return 'tfdata', (f'auto: the dataset ({_gib(size)}) is over '
+    known = 'unknown' if free is None else _size(free)
+    return 'tfdata', (f'auto: the dataset ({_size(size)}) is over '
                       f'{AUTO_DATA_SHARE:.0%} of the free device memory '
                       f'({known})')
-  return 'device', f'auto: the dataset ({_gib(size)}) fits on the device'
+  return 'device', f'auto: the dataset ({_size(size)}) fits on the device'
 
 
 @dataclasses.dataclass(frozen=True)
