@@ -123,7 +123,7 @@ def choose(cfg, builder) -> tuple[str, str]:
           "'tfdata' to read it from the host")
     return 'device', 'config.input.pipeline'
   if jax.default_backend() == 'cpu':
-    return 'tfdata', 'auto: on the CPU backend the host pipeline overlaps the step'
+    return 'tfdata', 'auto: the host pipeline on the CPU backend'
   if free is None or size > AUTO_DATA_SHARE * free:
     known = 'unknown' if free is None else _size(free)
     return 'tfdata', (f'auto: the dataset ({_size(size)}) is over '

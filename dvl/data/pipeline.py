@@ -113,7 +113,8 @@ def default_input_config():
   'tfdata' (the host pipeline); see the module docstring.
   """
   cfg = ml_collections.ConfigDict(dict(
-      pipeline='auto', dataset='shapes', data_dir=placeholder(str), path=placeholder(str),
+      pipeline='auto', dataset='shapes', data_dir=placeholder(str),
+      path=placeholder(str),
       manual_dir=placeholder(str), class_names=placeholder(tuple),
       mask_classes=placeholder(tuple),
       image_key='image', label_key='label', train_split='train',
