@@ -24,7 +24,8 @@ Not on the device: RandAugment, the affine warp, ZCA, masks and boxes, the
 stream reader (datasets too large for memory, or of varying image size) and
 multi-process runs. Asking for ``'device'`` with any of them, or with a
 dataset larger than the device's free memory, raises a ValueError that names
-the setting; ``'auto'`` falls back to the host pipeline.
+the setting (or gives the dataset's size and the free memory) and suggests
+``'tfdata'``; ``'auto'`` falls back to the host pipeline.
 
 ``'auto'`` picks the device pipeline on an accelerator backend when the
 dataset takes at most ``AUTO_DATA_SHARE`` of the device's free memory (the
