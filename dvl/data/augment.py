@@ -9,10 +9,12 @@ optionally ``mask`` (B, H, W, 1) uint8, ``boxes`` (B, K, 4) float32
 (B, K) int32 with -1 for empty slots; geometric operations move masks and
 boxes with the image, and boxes pushed out of the image become empty slots.
 
-Why in tf.data rather than on the accelerator: on the 2-core development
-machines the batched ops here deliver thousands of images per second (see
-``benchmarks/input_pipeline.py``), well above the rate of a training step on
-the same CPU, and keeping them on the host leaves the accelerator to the model.
+These run on the host, in the tf.data pipeline (``config.input.pipeline =
+'tfdata'``), which supports every option. ``dvl.data.device_augment`` holds
+the JAX counterparts of the crops, flips, colour jitter, mixup and CutMix,
+which the device pipeline runs on the accelerator (``'device'``; ``'auto'``
+picks it there when it can; ``benchmarks/input_pipeline.py`` compares the two
+against the train step).
 
 Geometric operations are expressed in two forms:
   * a crop *window* per example (top, left, height, width in source pixels,

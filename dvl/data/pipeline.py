@@ -1,6 +1,21 @@
 """The input pipeline: ``make_pipeline(config.input, seed=...)``.
 
-Batches are dicts of numpy arrays:
+Two pipelines deliver the same batches (``config.input.pipeline``):
+  * ``'tfdata'``, this module: a host pipeline (TFDS readers, tf.data
+    augmentation) that delivers numpy arrays;
+  * ``'device'`` (``dvl.data.device_pipeline``): the dataset uploaded once to
+    device memory, batches gathered and augmented there by jitted JAX code,
+    delivered as JAX arrays. It covers datasets that fit in device memory
+    and every augmentation except RandAugment and the affine warp, without
+    ZCA, masks or boxes; it refuses the others, naming the setting.
+  * ``'auto'`` (the default) picks ``'device'`` on an accelerator when the
+    dataset fits and every setting is supported, else ``'tfdata'``; on the
+    CPU backend it keeps ``'tfdata'`` (see ``dvl.data.device_pipeline``).
+Both have the same data order (which examples form batch k, for a seed) and
+evaluation batches; with augmentation off they deliver the same batches.
+``Pipeline.kind`` says which one was built and ``Pipeline.choice`` why.
+
+Batches are dicts of arrays (numpy from 'tfdata', JAX from 'device'):
   * ``image``: float32 (B, H, W, C) at ``config.input.resolution``, normalised;
   * ``label``: int32 (B,), always the original class index (0 for a dataset
     without labels, whose ``num_classes`` is 0);
@@ -23,6 +38,7 @@ normalisation, ZCA. Everything is seeded by ``(seed, step)``, so
 step ``k`` on.
 
 Fields of ``config.input`` (see ``default_input_config`` for the defaults):
+  pipeline: 'auto', 'device' or 'tfdata' (see above).
   dataset: a name from ``dvl.data.datasets`` or the TFDS catalog.
   data_dir: TFDS data dir; None means $TFDS_DATA_DIR, else ~/.cache/dvl/tfds.
   path: folder of numpy archives (npz_folder; overrides the *_local default).
@@ -62,12 +78,14 @@ import dataclasses
 import functools
 import json
 import os
+from typing import ClassVar
 
 import ml_collections
 import numpy as np
 from ml_collections.config_dict import placeholder
 
 from dvl.data import datasets
+from dvl.data import device_pipeline
 from dvl.data import reader as reader_lib
 from dvl.data import transforms as transforms_lib
 
@@ -76,7 +94,7 @@ _NORMALIZE = ('standardize', 'center', 'none')
 _READERS = ('auto', 'memory', 'stream')
 # Fields that change how batches are cut, augmented or normalised but not
 # what a memory reader holds.
-_NOT_READ = ('batch_size', 'eval_batch_size', 'resolution',
+_NOT_READ = ('pipeline', 'batch_size', 'eval_batch_size', 'resolution',
              'eval_crop_fraction', 'shuffle_buffer', 'normalize', 'mean',
              'std', 'stats_examples', 'zca', 'zca_epsilon', 'augment')
 # A process keeps the memory readers and fitted statistics of its most
@@ -87,9 +105,16 @@ _fitted = collections.OrderedDict()
 
 
 def default_input_config():
-  """``config.input`` with every field at its default, locked."""
+  """``config.input`` with every field at its default, locked.
+
+  ``pipeline`` is 'auto' (the device pipeline on an accelerator when the
+  dataset fits in its memory and every setting is supported, else the host
+  one), 'device' (refused, with the reason, when it cannot be given) or
+  'tfdata' (the host pipeline); see the module docstring.
+  """
   cfg = ml_collections.ConfigDict(dict(
-      dataset='shapes', data_dir=placeholder(str), path=placeholder(str),
+      pipeline='auto', dataset='shapes', data_dir=placeholder(str),
+      path=placeholder(str),
       manual_dir=placeholder(str), class_names=placeholder(tuple),
       mask_classes=placeholder(tuple),
       image_key='image', label_key='label', train_split='train',
@@ -122,7 +147,8 @@ def _resolve(input_cfg):
   cfg.update(input_cfg)
   choices = dict(crop=(cfg.augment.crop, _CROPS),
                  normalize=(cfg.normalize, _NORMALIZE),
-                 reader=(cfg.reader, _READERS))
+                 reader=(cfg.reader, _READERS),
+                 pipeline=(cfg.pipeline, device_pipeline.PIPELINES))
   for field, (value, valid) in choices.items():
     if value not in valid:
       raise ValueError(f'config.input {field} {value!r} is not one of {valid}')
@@ -136,13 +162,14 @@ def _resolve(input_cfg):
   return cfg
 
 
-def _choose_reader(cfg, builder, n_val, precrop):
-  """The memory reader when images have a fixed size and fit the budget."""
+def _choose_reader(cfg, builder, n_val, precrop, memory=False):
+  """The memory reader when images have a fixed size and fit the budget, or
+  when ``memory`` (the device pipeline uploads its arrays)."""
   shape = builder.info.features[cfg.image_key].shape
   fixed = None not in shape
   count = builder.info.splits.total_num_examples or 0
   fits = fixed and np.prod(shape) * count <= cfg.memory_limit_gb * 1e9
-  if cfg.reader == 'memory' or (cfg.reader == 'auto' and fits):
+  if memory or cfg.reader == 'memory' or (cfg.reader == 'auto' and fits):
     if not fixed:
       raise ValueError(f'dataset {cfg.dataset!r} has images of varying size '
                        f'{shape}; use config.input.reader = "stream"')
@@ -211,6 +238,8 @@ class Pipeline:
   num_test: int
   steps_per_epoch: int
   soft_labels: bool
+  choice: str = ''
+  kind: ClassVar[str] = 'tfdata'
 
   @property
   def batch_size(self):
@@ -263,12 +292,15 @@ def make_pipeline(input_cfg, *, seed):
   """Builds the pipeline for ``config.input`` (fields in the module docstring).
 
   Prepares dvl's own datasets on first use; fits normalisation and ZCA
-  statistics on the training split when they are not given.
+  statistics on the training split when they are not given. Returns a
+  ``Pipeline`` or, as ``config.input.pipeline`` decides, a
+  ``device_pipeline.DevicePipeline``.
   """
   cfg = _resolve(input_cfg)
   builder = datasets.load_builder(cfg)
   reader_lib.check_features(cfg, builder)
   _, n_val = reader_lib.split_sizes(cfg, builder)
+  kind, choice = device_pipeline.choose(cfg, builder)
   features = builder.info.features
   label = features[cfg.label_key] if cfg.label_key in features else None
   num_classes = label.num_classes if label is not None else 0
@@ -279,7 +311,8 @@ def make_pipeline(input_cfg, *, seed):
                      '= 0')
   transforms = transforms_lib.Transforms(cfg, _output_hw(cfg, builder),
                                          num_classes)
-  reader = _choose_reader(cfg, builder, n_val, transforms.precrop)
+  reader = _choose_reader(cfg, builder, n_val, transforms.precrop,
+                          memory=kind == 'device')
   transforms.precropped = reader.precrops
   num_train = reader.num_examples('train')
   steps_per_epoch = num_train // cfg.batch_size
@@ -290,11 +323,14 @@ def make_pipeline(input_cfg, *, seed):
                        sort_keys=True, default=str)
   _fit(transforms, reader, fit_key)
   channels = builder.info.features[cfg.image_key].shape[-1]
-  return Pipeline(
+  host = Pipeline(
       cfg=cfg, seed=int(seed), reader=reader, transforms=transforms,
       num_classes=num_classes,
       class_names=tuple(label.names) if label is not None else (),
       image_shape=transforms.out_hw + (channels,), num_train=num_train,
       num_val=n_val, num_test=reader.num_examples('test'),
       steps_per_epoch=steps_per_epoch,
-      soft_labels=aug.mixup_alpha > 0 or aug.cutmix_alpha > 0)
+      soft_labels=aug.mixup_alpha > 0 or aug.cutmix_alpha > 0, choice=choice)
+  if kind == 'device':
+    return device_pipeline.DevicePipeline.upload(host, choice)
+  return host

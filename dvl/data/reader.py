@@ -86,6 +86,15 @@ def check_features(cfg, builder):
         'label_key, with_masks or with_boxes accordingly)')
 
 
+def epoch_order(seed, epoch, count):
+  """The order in which epoch ``epoch`` visits ``count`` training examples:
+  ``stateless_shuffle(range(count), [seed, epoch])``. The device pipeline
+  takes its order from here too."""
+  return tf.random.experimental.stateless_shuffle(
+      tf.range(count), tf.stack([tf.constant(seed, tf.int64),
+                                 tf.cast(epoch, tf.int64)]))
+
+
 class MemoryReader:
   """Decodes every split once into memory (see the module docstring).
 
@@ -120,8 +129,7 @@ class MemoryReader:
     permutation ``stateless_shuffle(range(n), [seed, e])``."""
     count = self.num_examples('train')
     epoch, offset = step // (count // batch_size), step % (count // batch_size)
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(count), tf.stack([tf.constant(seed, tf.int64), epoch]))
+    order = epoch_order(seed, epoch, count)
     return order[offset * batch_size:(offset + 1) * batch_size]
 
   def _gather(self, split, indices):

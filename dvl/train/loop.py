@@ -93,7 +93,8 @@ def describe(job: Job) -> str:
   return (
       f'data: {data.dataset}, {run.examples.train} train / {run.examples.val}'
       f' val / {run.examples.test} test images at {shape}, '
-      f'{run.num_classes} classes\n'
+      f'{run.num_classes} classes; input pipeline '
+      f'{job.pipeline.kind} ({job.pipeline.choice})\n'
       f'batch {run.global_batch_size} over {run.devices} device(s), '
       f'{run.steps_per_epoch} steps per epoch'
       + (f' (overfitting {overfit} batches)' if overfit else '')

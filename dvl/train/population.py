@@ -45,6 +45,7 @@ import numpy as np
 
 from dvl import fileio
 from dvl.checkpoint import Checkpointer, preemption_guard
+from dvl.device_memory import free_memory_bytes
 from dvl.metrics_log import MetricWriter
 from dvl.train import steps
 from dvl.train.job import (Job, fresh_state, input_shape, setup,
@@ -72,24 +73,6 @@ def member_config(config, seed: int) -> ml_collections.ConfigDict:
   out = ml_collections.ConfigDict(config.to_dict())
   out.train.seed = int(seed)
   return out.lock()
-
-
-def free_memory_bytes(device=None) -> int | None:
-  """Free memory of ``device`` (an accelerator's, or the host's for a CPU);
-  None when the backend does not say."""
-  device = device or jax.devices()[0]
-  if device.platform == 'cpu':
-    try:
-      for line in Path('/proc/meminfo').read_text().splitlines():
-        if line.startswith('MemAvailable:'):
-          return int(line.split()[1]) * 1024
-    except OSError:
-      return None
-    return None
-  stats = device.memory_stats() or {}
-  if 'bytes_limit' not in stats:
-    return None
-  return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
 
 
 def step_bytes(compiled) -> int | None:
@@ -185,12 +168,14 @@ def fresh_population(job: Job, seeds: list[int]):
 
 
 def _stacked_batches(job: Job, seeds: list[int], start: int):
-  """Host batches of every member for steps ``start + 1, ...``."""
+  """Batches of every member for steps ``start + 1, ...``: stacked on the
+  host, or on the device when the device input pipeline built them."""
   iters = [dataclasses.replace(job.pipeline, seed=int(s)).train_iter(start)
            for s in seeds]
+  xp = jnp if job.pipeline.kind == 'device' else np
   while True:
     batches = [next(it) for it in iters]
-    yield {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+    yield {key: xp.stack([b[key] for b in batches]) for key in batches[0]}
 
 
 def _evaluate(job: Job, pop: PopulationSteps, state, split: str) -> list:
