@@ -118,9 +118,10 @@ class Members:
 
 
 def _abstract(tree):
-  """Shapes and dtypes of a pytree of arrays."""
+  """Shapes and dtypes of a pytree of arrays (or of their shapes)."""
   return jax.tree.map(
-      lambda v: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype), tree)
+      lambda v: jax.ShapeDtypeStruct(np.shape(v), getattr(
+          v, 'dtype', None) or np.asarray(v).dtype), tree)
 
 
 @dataclasses.dataclass
@@ -224,6 +225,13 @@ class PopulationSteps:
     program = self.programs and self.programs.init
     return (program or self.init_fn.lower(keys).compile(
         compiler_options=INIT_COMPILER_OPTIONS))(keys)
+
+
+def forget_compiled() -> None:
+  """Drops the programs this process keeps (the next population compiles
+  its own, or loads them from the persistent cache)."""
+  with _COMPILED_LOCK:
+    _COMPILED.clear()
 
 
 def _remember(key: str, programs: Programs) -> None:
@@ -469,6 +477,7 @@ class _Group:
                'epochs': step / job.steps_per_epoch,
                'params': job.cost.params, 'macs': job.cost.macs,
                'compile_s': compile_s, 'train_s': train_s,
+               'programs': self.pop.programs and self.pop.programs.source,
                'wall_s': time.perf_counter() - started,
                'train_images_per_s': (
                    trained * self.k * job.config.run.global_batch_size
@@ -482,6 +491,33 @@ class _Group:
     if step == job.total_steps:
       writer.write_summary(results)
     return results
+
+
+def compile_ahead(config, seeds, mode: str = 'auto') -> str:
+  """Compiles the programs that ``run(config, ..., seeds, mode=mode)``
+  will train with (those of its vmapped population; one member's in
+  ``'sequential'`` mode) and keeps them in this process, where that run
+  finds them (its results' ``programs`` is then ``'ahead'``); they also go
+  to the persistent compilation cache when it is on. Meant for a thread
+  that runs while another population trains. Returns the programs' key.
+  """
+  if mode not in MODES:
+    raise ValueError(f'population mode must be one of {", ".join(MODES)}; '
+                     f'got {mode!r}')
+  seeds = [int(s) for s in seeds]
+  prepare_process(config)
+  job = setup(member_config(config, seeds[0]))
+  k = 1 if mode == 'sequential' else len(seeds)
+  one = next(job.pipeline.train_iter(0))
+  batch = {key: jax.ShapeDtypeStruct((k, *np.shape(v)), np.asarray(v).dtype)
+           for key, v in one.items()}
+  pop = PopulationSteps(job, k)
+  split = 'val' if job.pipeline.num_val else 'test'
+  eval_batch = _abstract(next(job.pipeline.eval_iter(split)))
+  pop.compile(batch, eval_batch, init=True)
+  key = pop.key(batch, eval_batch)
+  _remember(key, dataclasses.replace(pop.programs, source='ahead'))
+  return key
 
 
 class _Quiet:
@@ -525,6 +561,7 @@ def run(config, workdir: str, seeds, member_dirs, *, stop_at=None,
 
   def compile_check(pop: PopulationSteps, batch, eval_batch, *, init):
     need = pop.compile(batch, eval_batch, init=init)
+    check_share(need, pop.k)
     if mode != 'auto' or pop.k == 1 or need is None:
       return
     free = limit or free_memory_bytes()
@@ -554,6 +591,30 @@ def run(config, workdir: str, seeds, member_dirs, *, stop_at=None,
         return None
       out[seed] = results[0]
     return out
+
+
+MEMORY_FRACTION_ENV = 'XLA_PYTHON_CLIENT_MEM_FRACTION'
+
+
+def check_share(need: int | None, k: int, device=None) -> None:
+  """Refuses, before training, a population whose train step needs more
+  than this process's share of an accelerator (``$XLA_PYTHON_CLIENT_MEM_FRACTION``,
+  set by a pool worker from ``sweep.memory_fraction``) even one member at
+  a time. A CPU, or a process without a share, is not checked here."""
+  fraction = os.environ.get(MEMORY_FRACTION_ENV)
+  device = device or jax.devices()[0]
+  if not fraction or need is None or device.platform == 'cpu':
+    return
+  limit = (device.memory_stats() or {}).get('bytes_limit')
+  one = need / k
+  if limit is None or one <= MEMORY_HEADROOM * limit:
+    return
+  raise ValueError(
+      f'{MEMORY_FRACTION_ENV} = {fraction} (sweep.memory_fraction) gives '
+      f'this worker {limit / 2 ** 30:.2f} GiB of {device.device_kind}; one '
+      f'member of this population needs about {one / 2 ** 30:.2f} GiB for '
+      f'its train step ({need / 2 ** 30:.2f} GiB for all {k}). Give each '
+      'worker a larger sweep.memory_fraction and use fewer sweep.workers')
 
 
 class _TooLarge(Exception):
