@@ -374,7 +374,7 @@ def _time_section(rows) -> list[str]:
     return []
   compiled, wall = compile_share(rows)
   lines = ['## Compile and training time', '',
-           f'Compiling took {compiled:.1f} s of the populations' '
+           f"Compiling took {compiled:.1f} s of the populations' "
            f'{wall:.1f} s wall time ({100 * compiled / max(wall, 1e-9):.1f}%) '
            f'over {len(runs)} population runs.', '',
            '| population | trials | steps | compile s | train s | wall s | '
