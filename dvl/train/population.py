@@ -393,10 +393,11 @@ class _Group:
       test = (_evaluate(job, self.pop, state, 'test') if step == total
               else [None] * k)
       results = []
+      wall_s = time.perf_counter() - started  # the members share it
       for i, writer in enumerate(writers):
         results.append(self._member_results(
             i, writer, step, val[i], test[i], best, diverged,
-            started=started, compile_s=compile_s, train_s=train_s,
+            wall_s=wall_s, compile_s=compile_s, train_s=train_s,
             trained=trained))
       # Saved once the evaluation is in: the metadata keeps the best val.
       self._save(state, step, best, diverged)
@@ -461,7 +462,7 @@ class _Group:
     self.ckpt.save(step, state, force=True, metadata=meta)
 
   def _member_results(self, i, writer, step, val, test, best, diverged, *,
-                      started, compile_s, train_s, trained) -> dict:
+                      wall_s, compile_s, train_s, trained) -> dict:
     job, seed = self.job, self.members.seeds[i]
     score = self.score
     if val is not None:
@@ -478,7 +479,7 @@ class _Group:
                'params': job.cost.params, 'macs': job.cost.macs,
                'compile_s': compile_s, 'train_s': train_s,
                'programs': self.pop.programs and self.pop.programs.source,
-               'wall_s': time.perf_counter() - started,
+               'wall_s': wall_s,
                'train_images_per_s': (
                    trained * self.k * job.config.run.global_batch_size
                    / train_s if trained else float('nan'))}
