@@ -15,7 +15,7 @@ in the same worker) when asked.
 Prints one line per program that JAX traced, lowered or compiled (from
 ``jax.monitoring``'s duration events and ``jax_log_compiles``), with its
 count and seconds, the persistent cache's hits and misses, and the
-population's own ``compile_s`` (the time to its first finished step).
+population's own ``compile_s``, its wall time and this process's CPU time.
 """
 
 import argparse
@@ -119,15 +119,16 @@ def main():
   work = Path(tempfile.mkdtemp(prefix='compile-breakdown-'))
   rounds = [args.steps] + ([2 * args.steps] if args.again else [])
   for i, stop_at in enumerate(rounds):
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     results = population.run(planned.config, work / 'pop', seeds,
                              [work / f'seed{s}' for s in seeds],
                              stop_at=stop_at)
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     first = results[seeds[0]]
     summary(f'population {i + 1}: {len(seeds)} seeds, {planned.side}px, '
             f'to step {stop_at}: compile_s {first["compile_s"]:.2f} s, '
-            f'wall {wall:.2f} s (cache {cache})')
+            f'wall {wall:.2f} s, process CPU time {cpu:.2f} s (cache {cache})')
 
 
 if __name__ == '__main__':

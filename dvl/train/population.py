@@ -138,9 +138,11 @@ class Programs:
 
 # Programs compiled in this process, by ``PopulationSteps.key``: a promoted
 # trial resuming in the same process, or the next task compiled ahead,
-# finds its programs here. The newest PROGRAMS_KEPT are kept.
+# finds its programs here. The newest PROGRAMS_KEPT are kept: a halving
+# rung of up to that many networks finds all of them in the next rung
+# (they hold code, not the populations' memory).
 _COMPILED: dict[str, Programs] = {}
-PROGRAMS_KEPT = 4
+PROGRAMS_KEPT = 16
 _COMPILED_LOCK = threading.Lock()
 
 
