@@ -355,7 +355,8 @@ def population_runs(rows) -> list[dict]:
       continue
     key = (r.get('population_dir') or r['trial'], r.get('steps'))
     run = runs.setdefault(key, {
-        'population': key[0], 'steps': r.get('steps'), 'trials': [],
+        'population': r.get('population_dir') or '—',
+        'steps': r.get('steps'), 'trials': [],
         'compile_s': r.get('compile_s') or 0.0,
         'train_s': r.get('train_s') or 0.0, 'wall_s': r['wall_s']})
     run['trials'].append(r['trial'])
