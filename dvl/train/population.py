@@ -120,8 +120,9 @@ class Members:
 def _abstract(tree):
   """Shapes and dtypes of a pytree of arrays (or of their shapes)."""
   return jax.tree.map(
-      lambda v: jax.ShapeDtypeStruct(np.shape(v), getattr(
-          v, 'dtype', None) or np.asarray(v).dtype), tree)
+      lambda v: jax.ShapeDtypeStruct(
+          np.shape(v), v.dtype if hasattr(v, 'dtype') else
+          np.asarray(v).dtype), tree)
 
 
 @dataclasses.dataclass
