@@ -101,19 +101,11 @@ def main():
   parser.add_argument('--steps', type=int, default=4)
   parser.add_argument('--cache', default='')
   parser.add_argument('--again', action='store_true')
-  parser.add_argument('--trial', default='baseline',
-                      help='baseline, or alpha,beta,gamma of a grid point')
   args = parser.parse_args()
   config = experiment_config('scaling_search', args.config or None)
   cache = args.cache or tempfile.mkdtemp(prefix='jax-cache-')
   metrics_log.enable_compilation_cache(cache)
-  planner = Planner(config)
-  if args.trial == 'baseline':
-    trial = Trial('baseline', 0, 1.0, 1.0, 1.0, 0)
-  else:
-    a, b, g = map(float, args.trial.split(','))
-    trial = Trial('grid', 1, a, b, g, 0, a, b, g)
-  planned = planner.plan(trial)
+  planned = Planner(config).plan(Trial('baseline', 0, 1.0, 1.0, 1.0, 0))
   listen()
   seeds = list(config.sweep.seeds)
   work = Path(tempfile.mkdtemp(prefix='compile-breakdown-'))

@@ -16,7 +16,8 @@ Reads ``sweep.json`` and ``results.jsonl`` and writes, next to them:
   seeds are resampled; the halving rungs; grid points that build the same
   network; compound scaling against each single dimension at matched MACs
   as seed-paired differences with 95% confidence intervals, at each budget;
-  and every trial.
+  each population run's compile, train and wall seconds with the job's
+  compile share; and every trial.
 
 Selection uses validation accuracy, the scaling comparison test accuracy.
 Every accuracy is a mean over seeds with its 95% Student-t interval (error

@@ -25,6 +25,14 @@ in sequential mode) and ``population.json``; each member's own directory
 gets ``config.json`` (with its seed), ``metrics.jsonl`` and TensorBoard
 events (train, val and test) and ``summary.json``.
 
+Before it trains, a population compiles its programs (the vmapped
+initialisation, train step and evaluation step) together, in parallel
+threads (``PopulationSteps.compile``); the time this takes is its
+``compile_s``. The process keeps them: a population of the same network
+later in the process (a halving trial resumed, the members of a population
+trained one after another) takes them instead of compiling, and
+``compile_ahead`` compiles a population's programs before it runs.
+
 ``stop_at`` trains only up to that step of the full schedule, evaluates the
 validation split there and saves a checkpoint: a rung of successive
 halving. A later call with a larger ``stop_at`` (or none) resumes from that
