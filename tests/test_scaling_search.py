@@ -354,6 +354,10 @@ def test_halving_promotes_by_resuming_and_reports_its_rungs(tmp_path):
   for row in final_grid:
     steps = _train_steps(workdir / 'trials' / row['trial'])
     assert steps == sorted(set(steps)) and steps[-1] == 8
+  # The promoted network resumed in the driver's process with the
+  # programs its rung compiled there.
+  assert {r['programs'] for r in final_grid} == {'reused'}
+  assert {r['programs'] for r in rung} == {'compiled'}
   population = workdir / 'trials' / final_grid[0]['population_dir']
   assert {4, 8} <= {int(p.name) for p in (population / 'checkpoints').glob(
       '*') if p.name.isdigit()}
