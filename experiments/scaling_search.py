@@ -114,6 +114,15 @@ def sweep_config(arg) -> ml_collections.ConfigDict:
       executor=arg.executor, workers=arg.workers,
       threads_per_worker=0,  # 0: the cores divided among the workers
       gpus_per_worker=0, ray_address='',
+      # Pool workers sharing one accelerator: each one's share of its
+      # memory, e.g. 0.25 for four workers per GPU (0: XLA's default, one
+      # worker per device).
+      memory_fraction=0.0,
+      # The sequential executor compiles the next population's programs in
+      # a thread while one trains: True, False, or 'auto' (on where
+      # training leaves cores idle: an accelerator, or threads_per_worker
+      # below the CPU's cores).
+      compile_ahead=ml_collections.FieldReference('auto', field_type=object),
       # A task whose worker process or Ray node dies runs again from its
       # last checkpoint, up to this many times, before its trials are
       # recorded as failed.

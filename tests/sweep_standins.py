@@ -48,3 +48,16 @@ def train(config, directory, members, stop_at, mode, memory_gb):
     return {i: {'status': 'stopped'} for i, _, _ in members}
   return {i: {'status': 'ok', 'val_accuracy': 0.5, 'attempts': attempt + 1}
           for i, _, _ in members}
+
+
+XLA_MEMORY = ('XLA_PYTHON_CLIENT_MEM_FRACTION', 'XLA_PYTHON_CLIENT_PREALLOCATE')
+
+
+def environment(config, directory, members, stop_at, mode, memory_gb):
+  """Each member's outcome holds the worker's XLA memory variables, its
+  pid, and whether JAX was imported before this task ran."""
+  del config, directory, stop_at, mode, memory_gb
+  import sys
+  seen = {name: os.environ.get(name) for name in XLA_MEMORY}
+  return {i: {'status': 'ok', 'env': seen, 'pid': os.getpid(),
+              'jax_loaded': 'jax' in sys.modules} for i, _, _ in members}

@@ -3,11 +3,14 @@
 import json
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from dvl import train
 from dvl.checkpoint import Checkpointer
+from dvl.data import make_pipeline
+from dvl.sweep import executors
 from dvl.train import population
 from train_runs import experiment_config
 
@@ -111,6 +114,9 @@ def test_stopping_at_a_rung_and_resuming_trains_no_step_twice(tmp_path):
   final = population.run(config, str(tmp_path / 'pop'), SEEDS, dirs,
                          mode='vmap')
   assert all(r['steps'] == 8 and 'test_accuracy' in r for r in final.values())
+  # The resumed population found the rung's programs in this process.
+  assert [r['programs'] for r in (*rung.values(), *final.values())] == [
+      'compiled'] * 2 + ['reused'] * 2
   # Resumed from step 4: the second call trained steps 5..8 only.
   train_rows = [json.loads(l) for l in
                 (dirs[0] / 'metrics.jsonl').read_text().splitlines()
@@ -159,3 +165,57 @@ def test_a_population_too_large_for_memory_trains_in_sequence(tmp_path,
 def test_bad_population_arguments(tmp_path, seeds, kwargs, message):
   with pytest.raises(ValueError, match=message):
     population.run(_config(tmp_path), str(tmp_path), seeds, [], **kwargs)
+
+
+def _two_tasks(tmp_path) -> list:
+  """Two networks (the proxy at 32 and at 40 pixels), two seeds each."""
+  tasks = []
+  for side in (32, 40):
+    config = _config(tmp_path, steps=4)
+    config.input.resolution = side
+    name = f'pop{side}'
+    tasks.append(executors.Task(
+        name, config, str(tmp_path / name),
+        [(f'{name}-s{s}', s, str(tmp_path / f'{name}-s{s}')) for s in SEEDS]))
+  return tasks
+
+
+def _sequential(tmp_path, ahead) -> dict:
+  population.forget_compiled()
+  tasks = _two_tasks(tmp_path)
+  # The dataset exists before the tasks run, as a sweep's planner makes it.
+  make_pipeline(tasks[0].config.input, seed=0)
+  sweep = ml_collections.ConfigDict(dict(
+      compile_ahead=ml_collections.FieldReference(ahead, field_type=object),
+      population='vmap', population_memory_gb=0.0))
+  executor = executors.Sequential(sweep)
+  return {trial: outcome for _, outcomes in executor.run(tasks)
+          for trial, outcome in outcomes.items()}
+
+
+def test_compiling_ahead_serves_the_next_population_the_same_programs(
+    tmp_path):
+  off = _sequential(tmp_path / 'off', False)
+  on = _sequential(tmp_path / 'on', True)
+  assert sorted(on) == sorted(off) and len(on) == 4
+  for trial, outcome in on.items():
+    assert outcome['status'] == 'ok' == off[trial]['status']
+    for field in ('val_accuracy', 'test_accuracy', 'test_loss', 'steps'):
+      assert outcome[field] == off[trial][field], (trial, field)
+  # Without it each population compiled its programs; with it the second
+  # found them compiled by the thread that ran during the first.
+  assert {o['programs'] for o in off.values()} == {'compiled'}
+  assert {t: o['programs'] for t, o in on.items()} == {
+      'pop32-s3': 'compiled', 'pop32-s7': 'compiled',
+      'pop40-s3': 'ahead', 'pop40-s7': 'ahead'}
+
+
+def test_compile_ahead_is_off_on_a_cpu_that_training_fills():
+  sweep = lambda **f: ml_collections.ConfigDict(dict(
+      threads_per_worker=0, **f))
+  if jax.default_backend() == 'cpu':
+    assert not executors.compiles_ahead(sweep(compile_ahead='auto'))
+  assert executors.compiles_ahead(sweep(compile_ahead='true'))
+  with pytest.raises(ValueError, match="must be 'auto', True or False; got "
+                                       "'yes'"):
+    executors.compiles_ahead(sweep(compile_ahead='yes'))

@@ -80,6 +80,7 @@ def test_runlocal_search_then_report_then_nothing_to_redo(env, tmp_path):
   assert len(points) == ROWS // 2 + 1
   text = (workdir / 'report.md').read_text()
   assert f'| this search | {chosen["alpha"]:g} | {chosen["beta"]:g} |' in text
+  _check_time_section(text, _trained(rows))
   for name in ('accuracy_vs_macs.png', 'accuracy_vs_params.png',
                'search_grid.png'):
     assert (workdir / name).stat().st_size > 10_000
@@ -99,6 +100,31 @@ def test_runlocal_search_then_report_then_nothing_to_redo(env, tmp_path):
   assert ('holds a sweep with another config (sweep.tolerance: 0.1 there, '
           '0.2 here)') in other.stderr
   assert _rows(workdir) == rows
+
+
+def _check_time_section(text: str, trained: list[dict]) -> None:
+  """The report's compile share is the populations' compile seconds over
+  their wall seconds, each population counted once however many seeds it
+  has, and every population's line names its trials and their times."""
+  runs = {}
+  for row in trained:
+    runs.setdefault((row['population_dir'], row['steps']), []).append(row)
+  assert len(runs) == len(trained) // 2  # two seeds per population
+  compiled = sum(rows[0]['compile_s'] for rows in runs.values())
+  wall = sum(rows[0]['wall_s'] for rows in runs.values())
+  assert (f"Compiling took {compiled:.1f} s of the populations' {wall:.1f} s"
+          f' wall time ({100 * compiled / wall:.1f}%) over {len(runs)} '
+          'population runs.') in text
+  lines = text.splitlines()
+  for (population, steps), rows in runs.items():
+    first = rows[0]
+    assert {(r['compile_s'], r['train_s'], r['wall_s']) for r in rows} == {
+        (first['compile_s'], first['train_s'], first['wall_s'])}
+    assert first['compile_s'] + first['train_s'] < first['wall_s']
+    line = next(l for l in lines if l.startswith(f'| {population} |'))
+    assert all(r['trial'] in line for r in rows)
+    assert (f'| {steps} | {first["compile_s"]:.1f} | {first["train_s"]:.1f}'
+            f' | {first["wall_s"]:.1f} |') in line
 
 
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path,
@@ -328,6 +354,10 @@ def test_halving_promotes_by_resuming_and_reports_its_rungs(tmp_path):
   for row in final_grid:
     steps = _train_steps(workdir / 'trials' / row['trial'])
     assert steps == sorted(set(steps)) and steps[-1] == 8
+  # The promoted network resumed in the driver's process with the
+  # programs its rung compiled there.
+  assert {r['programs'] for r in final_grid} == {'reused'}
+  assert {r['programs'] for r in rung} == {'compiled'}
   population = workdir / 'trials' / final_grid[0]['population_dir']
   assert {4, 8} <= {int(p.name) for p in (population / 'checkpoints').glob(
       '*') if p.name.isdigit()}

@@ -33,6 +33,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import queue
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -113,19 +114,90 @@ class Retries:
     return True
 
 
+def compile_ahead_choice(sweep):
+  """``sweep.compile_ahead`` as 'auto', True or False (a command line's
+  'true' and 'false' included)."""
+  choice = sweep.get('compile_ahead', 'auto')
+  if isinstance(choice, str) and choice.lower() in ('true', 'false'):
+    choice = choice.lower() == 'true'
+  if not (choice is True or choice is False or choice == 'auto'):
+    raise ValueError(f"sweep.compile_ahead must be 'auto', True or False; "
+                     f'got {choice!r}')
+  return choice
+
+
+def compiles_ahead(sweep) -> bool:
+  """Whether the sequential executor compiles the next task's programs
+  while a task trains (``sweep.compile_ahead``). 'auto': on a host whose
+  training leaves cores idle: an accelerator backend, or a CPU with more
+  cores than ``sweep.threads_per_worker`` (0, the default, trains on all
+  of them: off)."""
+  choice = compile_ahead_choice(sweep)
+  if choice != 'auto':
+    return choice
+  import jax
+  if jax.default_backend() != 'cpu':
+    return True
+  threads = sweep.threads_per_worker
+  return bool(threads) and threads < len(os.sched_getaffinity(0))
+
+
 class Sequential:
-  """Runs each task in this process, in order."""
+  """Runs each task in this process, in order; with ``compiles_ahead``, a
+  thread compiles task n + 1's programs while task n trains
+  (``worker.compile_population``), and task n + 1 starts once they are
+  ready. The thread reads task n + 1's data: they must exist already (the
+  sweep's planner prepares them)."""
 
   def __init__(self, sweep):
     self.sweep = sweep
+    self.ahead = compiles_ahead(sweep)
 
   def run(self, tasks):
-    for task in tasks:
-      yield task.id, _counted(
-          worker.run_population(*task.args(self.sweep)), 0)
+    tasks = list(tasks)
+    for i, task in enumerate(tasks):
+      ahead = None
+      if self.ahead and i + 1 < len(tasks):
+        ahead = threading.Thread(
+            target=worker.compile_population,
+            args=tasks[i + 1].args(self.sweep), daemon=True,
+            name=f'compile-ahead-{tasks[i + 1].id}')
+        ahead.start()
+      try:
+        outcome = worker.run_population(*task.args(self.sweep))
+      finally:
+        if ahead is not None:
+          ahead.join()
+      yield task.id, _counted(outcome, 0)
 
   def close(self):
     pass
+
+
+def check_memory_fraction(sweep) -> None:
+  """Checks ``sweep.memory_fraction``, each pool worker's share of its
+  accelerator's memory (0: XLA's default, for one process per device).
+
+  It must lie in (0, 1], and the workers that share a device
+  (``sweep.workers`` of them when ``gpus_per_worker`` is 0, one otherwise)
+  must not ask for more than all of it. Whether a share holds a
+  population is checked by the worker, against its compiled train step
+  (``dvl.train.population.run``).
+  """
+  fraction = sweep.get('memory_fraction', 0.0)
+  if fraction == 0:
+    return
+  if not 0 < fraction <= 1:
+    raise ValueError(f'sweep.memory_fraction must be in (0, 1] (each pool '
+                     'worker\'s share of its accelerator\'s memory; 0 leaves '
+                     f"XLA's default); got {fraction}")
+  sharing = 1 if sweep.gpus_per_worker else sweep.workers
+  if sharing * fraction > 1 + 1e-9:
+    raise ValueError(
+        f'{sharing} pool workers share each device and sweep.memory_fraction '
+        f'= {fraction:g} gives each {fraction:.0%} of its memory: '
+        f'{sharing * fraction:.0%} in all. Use sweep.memory_fraction <= '
+        f'{1 / sharing:.4g} or fewer sweep.workers')
 
 
 class Pool:
@@ -145,6 +217,7 @@ class Pool:
   def __init__(self, sweep, function=None):
     if sweep.workers < 1:
       raise ValueError(f'sweep.workers must be >= 1; got {sweep.workers}')
+    check_memory_fraction(sweep)
     self.sweep = sweep
     self.function = function or worker.run_population
     self.context = multiprocessing.get_context('spawn')
@@ -160,7 +233,7 @@ class Pool:
         max_workers=self.sweep.workers, mp_context=self.context,
         initializer=worker.start_worker,
         initargs=(slots, _threads(self.sweep), self.sweep.gpus_per_worker,
-                  events))
+                  events, self.sweep.get('memory_fraction', 0.0)))
     return pool, events
 
   def _drain(self) -> None:

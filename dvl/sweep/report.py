@@ -16,7 +16,8 @@ Reads ``sweep.json`` and ``results.jsonl`` and writes, next to them:
   seeds are resampled; the halving rungs; grid points that build the same
   network; compound scaling against each single dimension at matched MACs
   as seed-paired differences with 95% confidence intervals, at each budget;
-  and every trial.
+  each population run's compile, train and wall seconds with the job's
+  compile share; and every trial.
 
 Selection uses validation accuracy, the scaling comparison test accuracy.
 Every accuracy is a mean over seeds with its 95% Student-t interval (error
@@ -345,6 +346,56 @@ def _verdict_section(rows, sweep_config: dict) -> list[str]:
   return lines
 
 
+def population_runs(rows) -> list[dict]:
+  """One entry per population run (a task: the seeds of one network to
+  one rung or the end) that trained: its trials, steps and the
+  ``compile_s``, ``train_s`` and ``wall_s`` its members share."""
+  runs = {}
+  for r in rows:
+    if r.get('same_as') or r.get('wall_s') is None:
+      continue
+    key = (r.get('population_dir') or r['trial'], r.get('steps'))
+    run = runs.setdefault(key, {
+        'population': r.get('population_dir') or '—',
+        'steps': r.get('steps'), 'trials': [],
+        'compile_s': r.get('compile_s') or 0.0,
+        'train_s': r.get('train_s') or 0.0, 'wall_s': r['wall_s']})
+    run['trials'].append(r['trial'])
+  return list(runs.values())
+
+
+def compile_share(rows) -> tuple[float, float]:
+  """``(compile seconds, wall seconds)`` summed over the population runs."""
+  runs = population_runs(rows)
+  return (sum(r['compile_s'] for r in runs), sum(r['wall_s'] for r in runs))
+
+
+def _time_section(rows) -> list[str]:
+  runs = population_runs(rows)
+  if not runs:
+    return []
+  compiled, wall = compile_share(rows)
+  lines = ['## Compile and training time', '',
+           f"Compiling took {compiled:.1f} s of the populations' "
+           f'{wall:.1f} s wall time ({100 * compiled / max(wall, 1e-9):.1f}%) '
+           f'over {len(runs)} population runs.', '',
+           '| population | trials | steps | compile s | train s | wall s | '
+           'compile share |', '|---|---|---|---|---|---|---|']
+  for run in runs:
+    share = 100 * run['compile_s'] / max(run['wall_s'], 1e-9)
+    lines.append(f'| {run["population"]} | {", ".join(run["trials"])} | '
+                 f'{run["steps"]} | {run["compile_s"]:.1f} | '
+                 f'{run["train_s"]:.1f} | {run["wall_s"]:.1f} | '
+                 f'{share:.1f}% |')
+  lines += ['', 'A population\'s compile time is the tracing, compiling (or '
+            'loading from the persistent cache) of its init, train and '
+            'evaluation programs; its train time the steps after them '
+            '(logging and checkpoints left out); its wall time also holds '
+            'the input pipeline\'s start, checkpoints and evaluation. The '
+            'seeds of one population share these.', '']
+  return lines
+
+
 def _trials_section(rows) -> list[str]:
   lines = ['## All trials', '',
            '| trial | kind | φ | seed | α | β | γ | d | w | r | side | params '
@@ -405,6 +456,7 @@ def markdown(sweep_config: dict, rows) -> str:
   lines += _same_section(rows)
   lines += _verdict_section(rows, sweep_config)
   lines += ['## Plots', ''] + [f'![{p[:-4]}]({p})' for p in PLOTS] + ['']
+  lines += _time_section(rows)
   lines += _trials_section(rows)
   return '\n'.join(lines)
 

@@ -38,13 +38,14 @@ from dvl.sweep.trials import digest
 FREE_FIELDS = ('sweep.executor', 'sweep.workers', 'sweep.threads_per_worker',
                'sweep.gpus_per_worker', 'sweep.ray_address', 'sweep.report',
                'sweep.seeds', 'sweep.population', 'sweep.population_memory_gb',
-               'sweep.max_retries')
+               'sweep.max_retries', 'sweep.compile_ahead',
+               'sweep.memory_fraction')
 COLUMNS = ('trial', 'kind', 'phi', 'seed', 'label', 'backbone', 'alpha',
            'beta', 'gamma', 'd', 'w', 'r', 'resolution', 'params', 'macs',
            'steps', 'val_accuracy', 'best_val_accuracy', 'test_accuracy',
            'test_loss', 'train_s', 'compile_s', 'wall_s', 'status', 'reason',
            'same_as', 'budget', 'rung_of', 'population', 'population_dir',
-           'retries')
+           'retries', 'programs')
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:

@@ -28,14 +28,15 @@ from absl import logging
 
 from dvl import workdir_lock
 from dvl.sweep import analysis, candidates, report, results, stats
-from dvl.sweep.executors import EXECUTORS, Task, make_executor
+from dvl.sweep.executors import (EXECUTORS, Task, check_memory_fraction,
+                                  compile_ahead_choice, make_executor)
 from dvl.sweep.hparams import HParamsWriter
 from dvl.sweep.trials import Planned, Planner, Trial, digest
 
 RESULT_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
                  'test_loss', 'params', 'macs', 'steps', 'train_s',
                  'compile_s', 'wall_s', 'status', 'reason', 'population',
-                 'retries')
+                 'retries', 'programs')
 SELECT = ('val_accuracy', 'best_val_accuracy')
 SEARCHES = ('grid', 'halving')
 MATCH_STEPS = 8  # bisections of a single-dimension multiplier
@@ -188,6 +189,12 @@ def check(sweep) -> list[tuple]:
   if sweep.executor not in EXECUTORS:
     raise ValueError(f'unknown sweep.executor {sweep.executor!r}; choose one '
                      f'of: {", ".join(EXECUTORS)}')
+  if compile_ahead_choice(sweep) is True and sweep.executor != 'sequential':
+    raise ValueError("sweep.compile_ahead = True compiles in the driver's "
+                     "process, for sweep.executor = 'sequential'; pool and "
+                     "Ray workers compile their own programs: use 'auto' or "
+                     'False')
+  check_memory_fraction(sweep)
   if sweep.search not in SEARCHES:
     raise ValueError(f'sweep.search must be one of {", ".join(SEARCHES)}; '
                      f'got {sweep.search!r}')
@@ -385,6 +392,9 @@ def _search(config, workdir: str, points) -> dict | None:
         return _stopped()
   finally:
     executor.close()
+  compiled, wall = report.compile_share(store.rows.values())
+  print(f'compiling took {compiled:.0f} s of the populations\' {wall:.0f} s '
+        f'({100 * compiled / max(wall, 1e-9):.0f}%)', flush=True)
   if sweep.report:
     report.write(workdir)
   return {'alpha': chosen[0], 'beta': chosen[1], 'gamma': chosen[2],

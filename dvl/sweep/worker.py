@@ -20,7 +20,8 @@ SUMMARY_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
 _EVENTS = None  # a pool worker's queue to the driver (start_worker)
 
 
-def start_worker(slots, threads: int, gpus: int, events=None) -> None:
+def start_worker(slots, threads: int, gpus: int, events=None,
+                 memory_fraction: float = 0.0) -> None:
   """Gives a fresh worker process its own CPU cores and GPUs.
 
   ``slots`` is a queue of worker indices; worker ``i`` keeps cores
@@ -28,10 +29,17 @@ def start_worker(slots, threads: int, gpus: int, events=None) -> None:
   pool from this affinity) and GPUs ``i·gpus …`` (CUDA_VISIBLE_DEVICES).
   ``threads = 0`` or ``gpus = 0`` leaves that resource shared. ``events``
   is the queue on which ``run_reported`` tells the driver what it runs.
+  ``memory_fraction`` (``sweep.memory_fraction``; 0 leaves XLA's default)
+  is the share of each of its accelerators' memory that the worker's XLA
+  client takes, up front (XLA_PYTHON_CLIENT_MEM_FRACTION with
+  XLA_PYTHON_CLIENT_PREALLOCATE), so that several workers share a device.
   """
   global _EVENTS
   _EVENTS = events
   die_with_parent()
+  if memory_fraction:
+    os.environ['XLA_PYTHON_CLIENT_MEM_FRACTION'] = f'{memory_fraction:g}'
+    os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'true'
   index = slots.get()
   if threads:
     cores = sorted(os.sched_getaffinity(0))
@@ -113,6 +121,7 @@ def _outcome(results: dict) -> dict:
   outcome = {k: results.get(k) for k in SUMMARY_FIELDS}
   outcome['train_s'] = results.get('train_s')
   outcome['population'] = results.get('population')
+  outcome['programs'] = results.get('programs')
   if results.get('diverged'):
     return {**outcome, 'status': 'diverged', 'reason': results['diverged']}
   outcome['status'] = 'ok'
@@ -148,6 +157,24 @@ def run_population(config, workdir: str, members, stop_at=None,
     return {i: {'status': 'stopped'} for i in ids}
   return {trial_id: _outcome(results[seed])
           for trial_id, seed, _ in members}
+
+
+def compile_population(config, workdir: str, members, stop_at=None,
+                       mode: str = 'auto', memory_gb: float = 0.0) -> None:
+  """Compiles the programs ``run_population`` with these arguments trains
+  with, into this process (``dvl.train.population.compile_ahead``); a
+  failure is printed, not raised: the population then compiles them
+  itself."""
+  del workdir, stop_at, memory_gb
+  import ml_collections
+  from dvl.train import population
+  if isinstance(config, dict):
+    config = ml_collections.ConfigDict(config)
+  try:
+    population.compile_ahead(config, [m[1] for m in members], mode)
+  except Exception as error:  # the population compiles them itself
+    print(f'compiling ahead failed ({type(error).__name__}: {error}); the '
+          'population compiles its own programs', flush=True)
 
 
 def run_trial(config, workdir: str) -> dict:

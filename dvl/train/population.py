@@ -25,16 +25,26 @@ in sequential mode) and ``population.json``; each member's own directory
 gets ``config.json`` (with its seed), ``metrics.jsonl`` and TensorBoard
 events (train, val and test) and ``summary.json``.
 
+Before it trains, a population compiles its programs (the vmapped
+initialisation, train step and evaluation step) together, in parallel
+threads (``PopulationSteps.compile``); the time this takes is its
+``compile_s``. The process keeps them: a population of the same network
+later in the process (a halving trial resumed, the members of a population
+trained one after another) takes them instead of compiling, and
+``compile_ahead`` compiles a population's programs before it runs.
+
 ``stop_at`` trains only up to that step of the full schedule, evaluates the
 validation split there and saves a checkpoint: a rung of successive
 halving. A later call with a larger ``stop_at`` (or none) resumes from that
 checkpoint; no step is trained twice. SIGTERM saves and returns None.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -98,8 +108,39 @@ class Members:
     return len(self.seeds)
 
 
+def _abstract(tree):
+  """Shapes and dtypes of a pytree of arrays (or of their shapes)."""
+  return jax.tree.map(
+      lambda v: jax.ShapeDtypeStruct(
+          np.shape(v), v.dtype if hasattr(v, 'dtype') else
+          np.asarray(v).dtype), tree)
+
+
+@dataclasses.dataclass
+class Programs:
+  """A population's compiled programs: ``init`` (None when its members are
+  initialised seed by seed, or restored), ``train`` and ``evaluate``;
+  ``source`` says where they came from: 'compiled' here, 'reused' from an
+  earlier population of this process, 'ahead' from ``compile_ahead``."""
+  init: object
+  train: object
+  evaluate: object
+  source: str = 'compiled'
+
+
+# Programs compiled in this process, by ``PopulationSteps.key``: a promoted
+# trial resuming in the same process, or the next task compiled ahead,
+# finds its programs here. The newest PROGRAMS_KEPT are kept: a halving
+# rung of up to that many networks finds all of them in the next rung
+# (they hold code, not the populations' memory).
+_COMPILED: dict[str, Programs] = {}
+PROGRAMS_KEPT = 16
+_COMPILED_LOCK = threading.Lock()
+
+
 class PopulationSteps:
-  """The vmapped train and evaluation steps of ``job`` for ``k`` members."""
+  """The vmapped init, train and evaluation steps of ``job`` for ``k``
+  members, compiled together (``compile``)."""
 
   def __init__(self, job: Job, k: int):
     self.job, self.k = job, k
@@ -110,61 +151,127 @@ class PopulationSteps:
     self.eval_fn = jax.jit(jax.vmap(
         partial(steps.eval_step, model=job.model, hparams=job.hparams),
         in_axes=(0, None)))
-    self.compiled = None
+    self.init_fn = jax.jit(jax.vmap(partial(_init_member, job)))
+    self.programs = None
+    self._state = None
 
   def abstract_state(self):
-    template = state_template(self.job.config)
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct((self.k, *s.shape), s.dtype), template)
+    if self._state is None:
+      template = state_template(self.job.config)
+      self._state = jax.tree.map(
+          lambda s: jax.ShapeDtypeStruct((self.k, *s.shape), s.dtype),
+          template)
+    return self._state
 
-  def abstract_batch(self):
-    batch = next(self.job.pipeline.eval_iter('train'))
-    del batch['valid']
-    return {key: jax.ShapeDtypeStruct(
-        (self.k, self.job.config.run.global_batch_size, *v.shape[1:]),
-        v.dtype) for key, v in batch.items()}
+  def key(self, batch, eval_batch) -> str:
+    """What the programs depend on: the config but for its seed, ``k`` and
+    the batches' shapes."""
+    tree = self.job.config.to_dict()
+    tree['train'].pop('seed', None)
+    shapes = [(k, v.shape, str(v.dtype)) for b in (batch, eval_batch)
+              for k, v in sorted(_abstract(b).items())]
+    return json.dumps([tree, self.k, shapes], sort_keys=True, default=str)
 
-  def compile(self, batch) -> int | None:
-    """Compiles the train step for ``batch``'s shapes ahead of time;
-    returns its memory need in bytes (None when unknown)."""
-    shapes = jax.tree.map(
-        lambda v: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype),
-        batch)
-    self.compiled = self.train_fn.lower(self.abstract_state(),
-                                        shapes).compile()
-    return step_bytes(self.compiled)
+  def compile(self, batch, eval_batch, *, init: bool) -> int | None:
+    """Compiles the train step for ``batch``'s shapes, the evaluation step
+    for ``eval_batch``'s and, with ``init``, the initialisation, each in
+    its own thread (XLA compiles them in parallel), unless this process
+    already holds them (``compile_ahead``, or an earlier population of the
+    same network); returns the train step's memory need in bytes (None
+    when unknown)."""
+    key = self.key(batch, eval_batch)
+    with _COMPILED_LOCK:
+      found = _COMPILED.get(key)
+    if found is not None and (found.init is not None or not init):
+      self.programs = dataclasses.replace(
+          found, source='reused' if found.source == 'compiled' else
+          found.source)
+      _remember(key, dataclasses.replace(found, source='compiled'))
+      return step_bytes(self.programs.train)
+    state = self.abstract_state()
+    variables = jax.eval_shape(jax.vmap(lambda s: s.eval_variables()), state)
+    keys = jax.ShapeDtypeStruct((self.k,), jax.random.key(0).dtype)
+    jobs = {
+        'train': lambda: self.train_fn.lower(state, _abstract(batch)),
+        'evaluate': lambda: self.eval_fn.lower(variables,
+                                               _abstract(eval_batch))}
+    if init and _vmapped_init(self.job):
+      jobs['init'] = lambda: self.init_fn.lower(keys)
+    options = {'init': INIT_COMPILER_OPTIONS}
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+      futures = {name: pool.submit(lambda n=name, f=lower: f().compile(
+          compiler_options=options.get(n))) for name, lower in jobs.items()}
+      done = {name: future.result() for name, future in futures.items()}
+    self.programs = Programs(done.get('init'), done['train'],
+                             done['evaluate'])
+    _remember(key, self.programs)
+    return step_bytes(self.programs.train)
 
   def train(self, state, batch):
-    fn = self.compiled or self.train_fn
+    fn = self.programs.train if self.programs else self.train_fn
     return fn(state, batch)
 
+  def evaluate(self, variables, batch):
+    fn = self.programs.evaluate if self.programs else self.eval_fn
+    return fn(variables, batch)
 
-def fresh_population(job: Job, seeds: list[int]):
+  def init(self, keys):
+    program = self.programs and self.programs.init
+    return (program or self.init_fn.lower(keys).compile(
+        compiler_options=INIT_COMPILER_OPTIONS))(keys)
+
+
+def forget_compiled() -> None:
+  """Drops the programs this process keeps (the next population compiles
+  its own, or loads them from the persistent cache)."""
+  with _COMPILED_LOCK:
+    _COMPILED.clear()
+
+
+def _remember(key: str, programs: Programs) -> None:
+  with _COMPILED_LOCK:
+    _COMPILED.pop(key, None)
+    _COMPILED[key] = programs
+    while len(_COMPILED) > PROGRAMS_KEPT:
+      del _COMPILED[next(iter(_COMPILED))]
+
+
+# The initialisation runs once per population: compiled without XLA's
+# backend optimisations, which take longer than they save.
+INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
+
+
+def _vmapped_init(job: Job) -> bool:
+  """Whether the members start from one vmapped init program (models that
+  fit variables to data, or runs initialised from another run, take
+  ``fresh_state`` seed by seed)."""
+  return not (hasattr(job.model, 'data_init') or job.config.train.init_from)
+
+
+def _init_member(job: Job, key):
+  """The step-0 train state of the member whose seed's key is ``key``."""
+  init_rng, dropout_rng = jax.random.split(key)
+  x = jnp.zeros((1, *input_shape(job.config.run)), jnp.float32)
+  variables = job.model.init({'params': init_rng, 'dropout': init_rng}, x,
+                             train=False)
+  variables = {'params': variables['params'],
+               'batch_stats': variables.get('batch_stats', {})}
+  return create_train_state(variables, job.tx, rng=dropout_rng,
+                            ema=job.config.optim.ema_decay > 0)
+
+
+def fresh_population(job: Job, seeds: list[int], pop=None):
   """The step-0 states of ``seeds``, stacked: each ``fresh_state`` of its
   seed, initialised by one program vmapped over the seeds' keys (one
-  compilation, not one per seed). Models that fit variables to data
-  (``data_init``) or runs initialised from another run take
-  ``fresh_state`` seed by seed."""
+  compilation, not one per seed; ``pop``'s when it compiled it). Models
+  that fit variables to data (``data_init``) or runs initialised from
+  another run take ``fresh_state`` seed by seed."""
   config = job.config
-  if hasattr(job.model, 'data_init') or config.train.init_from:
+  if not _vmapped_init(job):
     return stack([fresh_state(member_config(config, s), job.model, job.tx,
                               job.pipeline) for s in seeds])
-  shape = input_shape(config.run)
-  ema = config.optim.ema_decay > 0
-
-  def one(key):
-    init_rng, dropout_rng = jax.random.split(key)
-    x = jnp.zeros((1, *shape), jnp.float32)
-    variables = job.model.init({'params': init_rng, 'dropout': init_rng}, x,
-                               train=False)
-    variables = {'params': variables['params'],
-                 'batch_stats': variables.get('batch_stats', {})}
-    return create_train_state(variables, job.tx, rng=dropout_rng, ema=ema)
-
   keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-  init = jax.jit(jax.vmap(one)).lower(keys).compile(
-      compiler_options={'xla_backend_optimization_level': 0})
-  return init(keys)
+  return (pop or PopulationSteps(job, len(seeds))).init(keys)
 
 
 def _stacked_batches(job: Job, seeds: list[int], start: int):
@@ -184,7 +291,7 @@ def _evaluate(job: Job, pop: PopulationSteps, state, split: str) -> list:
   task = job.task
   accs = [task.start() for _ in range(pop.k)]
   for batch in job.pipeline.eval_iter(split):
-    out = jax.device_get(pop.eval_fn(variables, batch))
+    out = jax.device_get(pop.evaluate(variables, batch))
     accs = [task.update(acc, member(out, i), batch)
             for i, acc in enumerate(accs)]
   return [task.finish(acc) for acc in accs]
@@ -207,7 +314,7 @@ class _Group:
 
   def restore(self, stop_at=None):
     """``(state, start step, metadata)``: the newest checkpoint (for a
-    rung, the newest at or before ``stop_at``), else a fresh state."""
+    rung, the newest at or before ``stop_at``), else ``(None, 0, {})``."""
     template = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype),
         self.pop.abstract_state())
@@ -218,14 +325,25 @@ class _Group:
     else:
       restored = self.ckpt.resume(template)
     if restored.step is None:
-      return fresh_population(self.job, self.members.seeds), 0, {}
+      return None, 0, {}
     print(f'resuming {self.k} member(s) from step {restored.step} in '
           f'{self.ckpt.directory}', flush=True)
     return restored.state, restored.step, dict(restored.metadata)
 
+  def _eval_batch(self):
+    """A batch of the split evaluated first (its shapes are every eval
+    batch's: the last one is padded)."""
+    split = 'val' if self.job.pipeline.num_val else 'test'
+    return next(self.job.pipeline.eval_iter(split))
+
   def run(self, stop_at: int | None, compile_check) -> list[dict] | None:
     """Trains to ``stop_at`` (or the end); each member's results, or None
-    when stopped by a signal."""
+    when stopped by a signal.
+
+    ``compile_check(pop, batch, eval_batch, init=...)`` compiles the
+    programs (``PopulationSteps.compile``) before anything runs; the time
+    it takes is the members' ``compile_s``.
+    """
     started = time.perf_counter()
     job, k = self.job, self.k
     total = job.total_steps
@@ -250,14 +368,18 @@ class _Group:
       if start < end:
         first = next(batches)
         t0 = time.perf_counter()
-        compile_check(self.pop, first)
+        compile_check(self.pop, first, self._eval_batch(),
+                      init=state is None)
+        compile_s = time.perf_counter() - t0
+        if state is None:
+          state = fresh_population(job, self.members.seeds, self.pop)
+        t0 = time.perf_counter()
         state = self._steps(state, start, end, first, batches, writers,
-                            diverged, t0)
+                            diverged)
         jax.block_until_ready(state)
         elapsed = time.perf_counter() - t0
-        compile_s = self._compile_s
         trained = int(state.step[0]) - start
-        train_s = max(elapsed - compile_s - self._paused, 1e-9)
+        train_s = max(elapsed - self._paused, 1e-9)
       step = int(state.step[0])
       if self.guard.should_stop and step < end:
         self._save(state, step, best, diverged)
@@ -267,10 +389,11 @@ class _Group:
       test = (_evaluate(job, self.pop, state, 'test') if step == total
               else [None] * k)
       results = []
+      wall_s = time.perf_counter() - started  # the members share it
       for i, writer in enumerate(writers):
         results.append(self._member_results(
             i, writer, step, val[i], test[i], best, diverged,
-            started=started, compile_s=compile_s, train_s=train_s,
+            wall_s=wall_s, compile_s=compile_s, train_s=train_s,
             trained=trained))
       # Saved once the evaluation is in: the metadata keeps the best val.
       self._save(state, step, best, diverged)
@@ -280,20 +403,16 @@ class _Group:
         writer.close()
       self.ckpt.close()
 
-  def _steps(self, state, start, end, first, batches, writers, diverged,
-             t0):
-    """Steps ``start + 1 .. end``; records the compile time (from ``t0``
-    to the end of the first step) and pauses."""
+  def _steps(self, state, start, end, first, batches, writers, diverged):
+    """Steps ``start + 1 .. end``; records the time spent logging and
+    saving (``_paused``)."""
     job = self.job
     train = job.config.train
-    self._paused, self._compile_s = 0.0, None
+    self._paused = 0.0
     pending = []
     batch = first
     for step in range(start + 1, end + 1):
       state, metrics = self.pop.train(state, batch)
-      if self._compile_s is None:
-        jax.block_until_ready(metrics)
-        self._compile_s = time.perf_counter() - t0
       pending.append(metrics)
       if step % train.log_every == 0 or step == end:
         paused = time.perf_counter()
@@ -339,7 +458,7 @@ class _Group:
     self.ckpt.save(step, state, force=True, metadata=meta)
 
   def _member_results(self, i, writer, step, val, test, best, diverged, *,
-                      started, compile_s, train_s, trained) -> dict:
+                      wall_s, compile_s, train_s, trained) -> dict:
     job, seed = self.job, self.members.seeds[i]
     score = self.score
     if val is not None:
@@ -355,7 +474,8 @@ class _Group:
                'epochs': step / job.steps_per_epoch,
                'params': job.cost.params, 'macs': job.cost.macs,
                'compile_s': compile_s, 'train_s': train_s,
-               'wall_s': time.perf_counter() - started,
+               'programs': self.pop.programs and self.pop.programs.source,
+               'wall_s': wall_s,
                'train_images_per_s': (
                    trained * self.k * job.config.run.global_batch_size
                    / train_s if trained else float('nan'))}
@@ -368,6 +488,33 @@ class _Group:
     if step == job.total_steps:
       writer.write_summary(results)
     return results
+
+
+def compile_ahead(config, seeds, mode: str = 'auto') -> str:
+  """Compiles the programs that ``run(config, ..., seeds, mode=mode)``
+  will train with (those of its vmapped population; one member's in
+  ``'sequential'`` mode) and keeps them in this process, where that run
+  finds them (its results' ``programs`` is then ``'ahead'``); they also go
+  to the persistent compilation cache when it is on. Meant for a thread
+  that runs while another population trains. Returns the programs' key.
+  """
+  if mode not in MODES:
+    raise ValueError(f'population mode must be one of {", ".join(MODES)}; '
+                     f'got {mode!r}')
+  seeds = [int(s) for s in seeds]
+  prepare_process(config)
+  job = setup(member_config(config, seeds[0]))
+  k = 1 if mode == 'sequential' else len(seeds)
+  one = next(job.pipeline.train_iter(0))
+  batch = {key: jax.ShapeDtypeStruct((k, *np.shape(v)), np.asarray(v).dtype)
+           for key, v in one.items()}
+  pop = PopulationSteps(job, k)
+  split = 'val' if job.pipeline.num_val else 'test'
+  eval_batch = _abstract(next(job.pipeline.eval_iter(split)))
+  pop.compile(batch, eval_batch, init=True)
+  key = pop.key(batch, eval_batch)
+  _remember(key, dataclasses.replace(pop.programs, source='ahead'))
+  return key
 
 
 class _Quiet:
@@ -409,8 +556,9 @@ def run(config, workdir: str, seeds, member_dirs, *, stop_at=None,
   limit = memory_limit_gb * 2 ** 30 if memory_limit_gb else None
   fallback = []
 
-  def compile_check(pop: PopulationSteps, batch):
-    need = pop.compile(batch)
+  def compile_check(pop: PopulationSteps, batch, eval_batch, *, init):
+    need = pop.compile(batch, eval_batch, init=init)
+    check_share(need, pop.k)
     if mode != 'auto' or pop.k == 1 or need is None:
       return
     free = limit or free_memory_bytes()
@@ -440,6 +588,30 @@ def run(config, workdir: str, seeds, member_dirs, *, stop_at=None,
         return None
       out[seed] = results[0]
     return out
+
+
+MEMORY_FRACTION_ENV = 'XLA_PYTHON_CLIENT_MEM_FRACTION'
+
+
+def check_share(need: int | None, k: int, device=None) -> None:
+  """Refuses, before training, a population whose train step needs more
+  than this process's share of an accelerator (``$XLA_PYTHON_CLIENT_MEM_FRACTION``,
+  set by a pool worker from ``sweep.memory_fraction``) even one member at
+  a time. A CPU, or a process without a share, is not checked here."""
+  fraction = os.environ.get(MEMORY_FRACTION_ENV)
+  device = device or jax.devices()[0]
+  if not fraction or need is None or device.platform == 'cpu':
+    return
+  limit = (device.memory_stats() or {}).get('bytes_limit')
+  one = need / k
+  if limit is None or one <= MEMORY_HEADROOM * limit:
+    return
+  raise ValueError(
+      f'{MEMORY_FRACTION_ENV} = {fraction} (sweep.memory_fraction) gives '
+      f'this worker {limit / 2 ** 30:.2f} GiB of {device.device_kind}; one '
+      f'member of this population needs about {one / 2 ** 30:.2f} GiB for '
+      f'its train step ({need / 2 ** 30:.2f} GiB for all {k}). Give each '
+      'worker a larger sweep.memory_fraction and use fewer sweep.workers')
 
 
 class _TooLarge(Exception):
