@@ -391,7 +391,7 @@ def _tiny(name, **fields):
 
 @pytest.mark.parametrize('name', [
     pytest.param('efficientnet_b0', marks=pytest.mark.slow),  # ~40 s
-    'resnet50'])
+    pytest.param('resnet50', marks=pytest.mark.slow)])
 def test_remat_keeps_parameters_outputs_and_gradients(name):
   """Per-block rematerialisation changes memory, not the function: the same
   parameter tree, loss, gradients and BatchNorm statistics."""

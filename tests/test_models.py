@@ -25,7 +25,10 @@ def _stochastic(name) -> bool:
 
 # The deepest variants repeat the code of their smaller siblings at a larger
 # depth and width; they run with the slow tests.
+# convnext_tiny and efficientnetv2_b0 share their code with the variants
+# that stay in the default suite (ConvNeXt's proxy, EfficientNet-B0).
 DEEP = ('resnet101', 'resnet152', 'efficientnet_b1', 'efficientnet_b2',
+        'convnext_tiny', 'efficientnetv2_b0',
         'efficientnet_b3', 'efficientnet_b4',
         'efficientnet_b5', 'efficientnet_b6', 'efficientnet_b7',
         'efficientnetv2_b1', 'efficientnetv2_b2', 'efficientnetv2_b3',

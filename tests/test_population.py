@@ -141,6 +141,7 @@ def test_stopping_at_a_rung_and_resuming_trains_no_step_twice(tmp_path):
         rung[seed]['val_accuracy'], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_population_too_large_for_memory_trains_in_sequence(tmp_path,
                                                               capsys):
   config = _config(tmp_path, steps=3)

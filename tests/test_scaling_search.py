@@ -127,6 +127,7 @@ def _check_time_section(text: str, trained: list[dict]) -> None:
             f' | {first["wall_s"]:.1f} |') in line
 
 
+@pytest.mark.slow
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path,
                                                           monkeypatch):
   monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'tfds'))

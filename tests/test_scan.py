@@ -56,7 +56,13 @@ def _scanned_names(params) -> list[str]:
   return [k for k in params if scan._SCANNED.match(k)]
 
 
-@pytest.mark.parametrize('name', sorted(SMALL))
+# Three families in the default suite, the rest with the slow tests.
+FAST = ('efficientnet', 'resnet18', 'convnext_tiny')
+
+
+@pytest.mark.parametrize('name', [
+    n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
+    for n in sorted(SMALL)])
 def test_scanned_and_unrolled_give_the_same_outputs_and_gradients(name):
   scanned, unrolled = _pair(name)
   assert scanned.scan and not unrolled.scan

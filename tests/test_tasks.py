@@ -237,6 +237,7 @@ def _tiny_classifier_run(workdir):
   return config
 
 
+@pytest.mark.slow
 def test_visualize_draws_first_layer_filters_and_activations(tmp_path):
   _tiny_classifier_run(tmp_path / 'run')
   config = experiment_config('visualize', f'run={tmp_path / "run"},'
