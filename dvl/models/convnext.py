@@ -155,7 +155,7 @@ class ConvNeXt(nn.Module):
   ln_epsilon: float = 1e-6
   depthwise_impl: str | None = None
   remat: bool = False  # recompute each block's activations (layers.remat)
-  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
+  scan: bool = False  # repeated blocks as one scanned layer (models.scan)
   num_classes: int = 1000
   dtype: object = jnp.float32
 

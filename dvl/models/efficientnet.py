@@ -77,7 +77,7 @@ class EfficientNet(nn.Module):
   bn_epsilon: float = 1e-3
   depthwise_impl: str | None = None
   remat: bool = False  # recompute each block's activations (layers.remat)
-  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
+  scan: bool = False  # repeated blocks as one scanned layer (models.scan)
   num_classes: int = 1000
   dtype: object = jnp.float32
 

@@ -41,7 +41,7 @@ class MobileNetV1(nn.Module):
   dropout: float = 1e-3
   padding: str = 'same'
   depthwise_impl: str | None = None
-  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
+  scan: bool = False  # repeated blocks as one scanned layer (models.scan)
   num_classes: int = 1000
   dtype: object = jnp.float32
 

@@ -200,7 +200,7 @@ class RegNet(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   remat: bool = False  # recompute each block's activations (layers.remat)
-  scan: bool | None = None  # stages scanned (models.scan); None: off on CPU
+  scan: bool = False  # repeated blocks as one scanned layer (models.scan)
   num_classes: int = 1000
   dtype: object = jnp.float32
 

@@ -20,8 +20,9 @@ Drop-path rates differ from block to block; in a scanned stage each block's
 rate is a scanned input of the step.
 
 The families with repeated blocks (EfficientNet, EfficientNetV2,
-MobileNetV1/V2, ResNet, RegNet, ConvNeXt) have a ``scan`` field: True, False,
-or None for ``scanned_by_default()``.
+MobileNetV1/V2, ResNet, RegNet, ConvNeXt) have a ``scan`` field, False by
+default: on the CPU the scanned step runs slower and compiles no faster
+(docs/speed.md), and on accelerators that is not measured yet.
 """
 
 from collections.abc import Mapping, Sequence
@@ -77,15 +78,8 @@ def _keeps_shape(block, fields: dict, x) -> bool:
   return tuple(out.shape) == tuple(x.shape) and out.dtype == x.dtype
 
 
-def scanned_by_default() -> bool:
-  """What a model's ``scan = None`` means: scanned on an accelerator, where
-  compiling every block is what makes a deep network slow to start, and
-  unrolled on the CPU, where the scanned step runs slower."""
-  return jax.default_backend() != 'cpu'
-
-
 def stage(block, fields: Mapping, count: int, x, *, train: bool, name: str,
-          scan: bool | None, first: Mapping | None = None,
+          scan: bool, first: Mapping | None = None,
           rates: Sequence[float] | None = None):
   """Runs the ``count`` blocks of stage ``name`` on ``x`` and returns the
   output. Call it inside the parent's ``nn.compact`` method.
@@ -93,14 +87,11 @@ def stage(block, fields: Mapping, count: int, x, *, train: bool, name: str,
   Every block is ``block(**fields, [drop_path=rate])`` called as
   ``(x, train=train)``; for the first, the fields in ``first`` (its stride,
   say) replace or add to ``fields``. ``rates`` gives each block's ``drop_path`` (None: the field
-  is not passed). With ``scan`` (None: ``scanned_by_default()``), blocks
-  2…count run as one scanned layer
+  is not passed). With ``scan``, blocks 2…count run as one scanned layer
   when there are at least ``MIN_SCANNED`` of them and they keep their input
   shape; a stage whose repeated blocks change the shape is unrolled, with a
   warning naming it once.
   """
-  if scan is None:
-    scan = scanned_by_default()
   if rates is not None and len(rates) != count:
     raise ValueError(f'{name}: {len(rates)} drop-path rates for {count} '
                      'blocks')
@@ -137,8 +128,7 @@ def stage(block, fields: Mapping, count: int, x, *, train: bool, name: str,
 def unrolled(model):
   """``model`` with its stages unrolled (itself when it has no ``scan``
   field): the layout the Keras rules name, and what cost counting traces."""
-  if 'scan' in {f.name for f in dataclasses.fields(model)} and model.scan in (
-      True, None):
+  if 'scan' in {f.name for f in dataclasses.fields(model)} and model.scan:
     return model.clone(scan=False)
   return model
 
