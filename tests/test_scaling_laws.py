@@ -80,6 +80,14 @@ def test_one_seed_has_no_spread_to_judge_by():
   assert result.verdict == laws.NO_SPREAD and math.isnan(result.spread_points)
 
 
+def test_three_means_fit_exactly_and_have_no_standard_errors():
+  points = [(phi, cost, [e[0]]) for phi, cost, e in synthetic(range(3))]
+  law = laws.fit(points)
+  assert [float(law(cost)) for _, cost, _ in points] == pytest.approx(
+      [e[0] for _, _, e in points], abs=1e-9)
+  assert all(math.isnan(e) for e in law.stderr)
+
+
 def test_fewer_than_three_phis_are_refused():
   with pytest.raises(ValueError, match='at least 3 phi values'):
     laws.fit(synthetic(range(2)))

@@ -21,6 +21,7 @@ against the 95% Student-t half-width of the measured mean over its seeds
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -42,8 +43,10 @@ def saturating(x, a, b, c):
 
 @dataclasses.dataclass(frozen=True)
 class Law:
-  """A fitted ``E = a·(C / cost_ref)^(−b) + c`` and the standard errors of
-  (a, b, c) from the fit's covariance (nan where it is undefined)."""
+  """A fitted ``E = a·(C / cost_ref)^(−b) + c``, the standard errors of
+  (a, b, c) from the fit's covariance (nan where it is undefined, e.g. one
+  seed at each of three φ) and the φ values it was fitted on; calling it
+  on a cost gives the predicted error."""
   a: float
   b: float
   c: float
@@ -54,6 +57,12 @@ class Law:
   def __call__(self, cost):
     return saturating(np.asarray(cost, dtype=float) / self.cost_ref, self.a,
                       self.b, self.c)
+
+
+def _values(errors) -> list[float]:
+  """The error rates of a {seed: error} mapping or a sequence."""
+  return list(errors.values()) if isinstance(errors, Mapping) else list(
+      errors)
 
 
 def _start(x, y) -> tuple[float, float, float]:
@@ -82,8 +91,7 @@ def fit(points: Sequence[tuple]) -> Law:
                      f'({phis}): train more phi values or hold out a later one')
   costs, errors = [], []
   for phi, cost, values in points:
-    values = list(values.values()) if isinstance(values, Mapping) else list(
-        values)
+    values = _values(values)
     if not cost > 0:
       raise ValueError(f'phi {phi}: cost must be > 0; got {cost}')
     if any(not 0 <= v <= 1 for v in values):
@@ -93,8 +101,14 @@ def fit(points: Sequence[tuple]) -> Law:
     errors += values
   ref = min(costs)
   x, y = np.asarray(costs) / ref, np.asarray(errors, dtype=float)
-  params, cov = optimize.curve_fit(saturating, x, y, p0=_start(x, y),
-                                   bounds=BOUNDS, maxfev=20000)
+  try:
+    with warnings.catch_warnings():  # an undefined covariance: nan below
+      warnings.simplefilter('ignore', optimize.OptimizeWarning)
+      params, cov = optimize.curve_fit(saturating, x, y, p0=_start(x, y),
+                                       bounds=BOUNDS, maxfev=20000)
+  except RuntimeError as err:
+    raise ValueError(f'the law E = a*x^(-b) + c did not converge on phi '
+                     f'{phis}: {err}') from None
   with np.errstate(invalid='ignore'):
     stderr = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else (
         np.full(3, np.nan))
@@ -126,10 +140,7 @@ def heldout(points: Sequence[tuple], phi=None) -> Heldout:
     raise ValueError(f'no points at the held-out phi {phi}; the phi values '
                      f'are {phis}')
   law = fit([p for p in points if p[0] < phi])
-  values = []
-  for _, _, v in held:
-    values += list(v.values()) if isinstance(v, Mapping) else list(v)
-  measured = stats.mean_ci(values)
+  measured = stats.mean_ci([e for _, _, v in held for e in _values(v)])
   predicted = float(law(held[0][1]))
   error = 100 * (predicted - measured.mean)
   spread = 100 * measured.half_width
