@@ -1,5 +1,6 @@
 """The model-table job: every backbone's parameters, MACs and activations
-beside the published figures, or EfficientNet's Table 3 (``config.table = 'table3'``).
+beside the published figures, or EfficientNet's Table 3
+(``config.table = 'table3'``).
 
 Writes ``model_table.md`` and ``model_table.csv`` in the workdir and prints
 the markdown table.
@@ -19,8 +20,8 @@ CONVENTION = (
     'image, every kernel tap counted. Activations: elements of the output of '
     'every convolution and dense layer for one image (Dollar et al. 2021, '
     'pycls; squeeze-and-excitation and classifier included, BatchNorm, '
-    'activation functions, pooling and additions not). XLA MACs: cost_analysis() flops / 2 of '
-    'the lowered evaluation step: it leaves out taps on SAME padding and adds '
+    'activation functions, pooling and additions not). XLA MACs: '
+    'cost_analysis() flops / 2 of the lowered evaluation step: it leaves out taps on SAME padding and adds '
     'elementwise work (BatchNorm, activations, pooling, additions) at half a '
     'MAC per element; on CPU depthwise convolutions are lowered as shifted '
     'multiply-adds, which XLA counts as elementwise, padding included.')
