@@ -22,9 +22,10 @@ CONVENTION = (
     'pycls; squeeze-and-excitation and classifier included, BatchNorm, '
     'activation functions, pooling and additions not). XLA MACs: '
     'cost_analysis() flops / 2 of the lowered evaluation step: it leaves out '
-    'taps on SAME padding and adds elementwise work (BatchNorm, activations, pooling, additions) at half a '
-    'MAC per element; on CPU depthwise convolutions are lowered as shifted '
-    'multiply-adds, which XLA counts as elementwise, padding included.')
+    'taps on SAME padding and adds elementwise work (BatchNorm, activations, '
+    'pooling, additions) at half a MAC per element; on CPU depthwise '
+    'convolutions are lowered as shifted multiply-adds, which XLA counts as '
+    'elementwise, padding included.')
 
 
 def _cost(name: str, fields: dict, side: int, channels: int, with_xla: bool):
