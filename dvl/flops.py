@@ -1,4 +1,5 @@
-"""Exact cost accounting: trainable parameters and multiply-accumulates.
+"""Exact cost accounting: trainable parameters, multiply-accumulates and
+activations.
 
 Conventions (``../shared/REFERENCE.md``):
 
@@ -9,8 +10,14 @@ Conventions (``../shared/REFERENCE.md``):
   image, every kernel tap counted (also the taps that fall on SAME padding),
   as the papers and reference implementations count them. Pooling,
   normalisation, activations and additions are not counted.
+- **activations**: elements of the output of every convolution and dense
+  layer for one image, the convention of Dollár, Singh and Girshick 2021
+  ("Fast and Accurate Model Scaling", Sec. 3; pycls and fvcore's
+  ``ActivationCountAnalysis``): exactly the layers whose MACs are counted,
+  squeeze-and-excitation convolutions and the classifier included.
+  BatchNorm, activation functions, pooling and additions are not counted.
 
-``count`` gets both by tracing the model's own ``init`` under
+``count`` gets all three by tracing the model's own ``init`` under
 ``jax.eval_shape`` with an interceptor on every convolution and dense layer:
 nothing is compiled or allocated, so EfficientNet-B7 at 600×600 counts in
 seconds. ``xla_macs`` asks XLA instead (``cost_analysis()['flops'] / 2`` of
@@ -33,19 +40,33 @@ from dvl.models import scan
 
 @dataclasses.dataclass(frozen=True)
 class LayerCost:
-  """The MACs of one convolution or dense layer, for one example."""
+  """The MACs and output of one convolution or dense layer, for one example.
+
+  ``output_shape`` is one example's output shape (no batch axis).
+  """
   path: str
   kind: str
   macs: int
   output_shape: tuple
 
+  @property
+  def activations(self) -> int:
+    """Elements of the layer's output for one example."""
+    return math.prod(self.output_shape)
+
 
 @dataclasses.dataclass(frozen=True)
 class Cost:
-  """Trainable parameters and per-example MACs of a model at one input."""
+  """Trainable parameters, per-example MACs and activations of a model at
+  one input."""
   params: int
   macs: int
   layers: tuple[LayerCost, ...]
+
+  @property
+  def activations(self) -> int:
+    """Per-example output elements of the counted layers, summed."""
+    return sum(layer.activations for layer in self.layers)
 
 
 def _layer_macs(module, x, y) -> tuple[str, int] | None:
@@ -70,10 +91,11 @@ def _layer_macs(module, x, y) -> tuple[str, int] | None:
 
 
 def count(model: nn.Module, input_shape) -> Cost:
-  """Counts ``model``'s trainable parameters and MACs for one example.
+  """Counts ``model``'s trainable parameters, MACs and activations for one
+  example.
 
   ``input_shape`` is one NHWC example's (H, W, C) or a batch's
-  (N, H, W, C); MACs are per example either way.
+  (N, H, W, C); MACs and activations are per example either way.
   """
   if len(input_shape) == 3:
     input_shape = (1, *input_shape)

@@ -1,4 +1,5 @@
-"""The model table: params and MACs of every backbone against the papers.
+"""The model table: params, MACs and activations of every backbone against
+the papers.
 
     python launch.py --config experiments/model_table.py --workdir runs/model_table
     python launch.py --config experiments/model_table.py:table3 --workdir runs/table3

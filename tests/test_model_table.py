@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dvl import models
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,9 +27,17 @@ def test_runlocal_model_table(tmp_path):
   assert by_name['resnet18']['params'] == '11689512'
   assert by_name['efficientnet_b0']['params'] == '5288548'
   assert all(r['ok'] == 'True' for r in rows)
+  # pycls's activations, compared where the spec carries them.
+  b0 = by_name['efficientnet_b0']
+  assert float(b0['ref_activations_M']) == (
+      models.get_spec('efficientnet_b0').reference.activations_m)
+  assert abs(float(b0['activations_dev_pct'])) <= 2
+  assert by_name['lenet5']['activations_M'] == '0.007'
+  assert by_name['lenet5']['activations_dev_pct'] == ''
   markdown = (tmp_path / 'model_table.md').read_text()
   assert '| resnet18 | 224 | 11,689,512 |' in markdown
   assert 'BatchNorm running statistics excluded' in markdown
+  assert 'dense layer for one image (Dollar et al. 2021' in markdown
   assert '| resnet18 |' in result.stdout
 
 

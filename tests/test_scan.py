@@ -106,6 +106,7 @@ def test_cost_counts_do_not_depend_on_the_layout(name):
   scanned, unrolled = _pair(name)
   a, b = flops.count(scanned, (32, 32, 3)), flops.count(unrolled, (32, 32, 3))
   assert a.params == b.params and a.macs == b.macs > 0
+  assert a.activations == b.activations > 0
   assert [l.path for l in a.layers] == [l.path for l in b.layers]
 
 

@@ -1,5 +1,6 @@
-"""The model-table job: every backbone's parameters and MACs beside the
-published figures, or EfficientNet's Table 3 (``config.table = 'table3'``).
+"""The model-table job: every backbone's parameters, MACs and activations
+beside the published figures, or EfficientNet's Table 3
+(``config.table = 'table3'``).
 
 Writes ``model_table.md`` and ``model_table.csv`` in the workdir and prints
 the markdown table.
@@ -16,11 +17,15 @@ from dvl.models import spec
 CONVENTION = (
     'params: trainable parameters (BatchNorm running statistics excluded). '
     'MACs: multiply-accumulates of convolutions and dense layers for one '
-    'image, every kernel tap counted. XLA MACs: cost_analysis() flops / 2 of '
-    'the lowered evaluation step: it leaves out taps on SAME padding and adds '
-    'elementwise work (BatchNorm, activations, pooling, additions) at half a '
-    'MAC per element; on CPU depthwise convolutions are lowered as shifted '
-    'multiply-adds, which XLA counts as elementwise, padding included.')
+    'image, every kernel tap counted. Activations: elements of the output of '
+    'every convolution and dense layer for one image (Dollar et al. 2021, '
+    'pycls; squeeze-and-excitation and classifier included, BatchNorm, '
+    'activation functions, pooling and additions not). XLA MACs: '
+    'cost_analysis() flops / 2 of the lowered evaluation step: it leaves out '
+    'taps on SAME padding and adds elementwise work (BatchNorm, activations, '
+    'pooling, additions) at half a MAC per element; on CPU depthwise '
+    'convolutions are lowered as shifted multiply-adds, which XLA counts as '
+    'elementwise, padding included.')
 
 
 def _cost(name: str, fields: dict, side: int, channels: int, with_xla: bool):
@@ -59,9 +64,12 @@ def zoo_rows(config) -> list[dict]:
     row = {'model': label, 'resolution': side, 'params': cost.params,
            'macs_M': round(cost.macs / 1e6, 2),
            'xla_macs_M': None if xla is None else round(xla / 1e6, 2),
+           'activations_M': round(cost.activations / 1e6, 3),
            'ref_params': ref.params if ref else None,
            'ref_macs_M': ref.macs_m if ref else None,
+           'ref_activations_M': ref.activations_m if ref else None,
            'macs_dev_pct': None, 'params_dev_pct': None,
+           'activations_dev_pct': None,
            'source': ref.source if ref else '', 'ok': None}
     if ref:
       row['macs_dev_pct'] = round(_pct(cost.macs / 1e6, ref.macs_m), 2)
@@ -69,6 +77,11 @@ def zoo_rows(config) -> list[dict]:
       if ref.params:
         row['params_dev_pct'] = round(_pct(cost.params, ref.params), 3)
         ok = ok and abs(row['params_dev_pct']) <= 100 * ref.params_tolerance
+      if ref.activations_m:
+        row['activations_dev_pct'] = round(
+            _pct(cost.activations / 1e6, ref.activations_m), 2)
+        ok = ok and (abs(row['activations_dev_pct'])
+                     <= 100 * ref.activations_tolerance)
       row['ok'] = ok
     rows.append(row)
   return rows

@@ -241,6 +241,9 @@ SCALING = spec.Scaling(
     proxy=dict(width=0.25, stage_sizes=(1, 1, 3, 1), patch_size=2,
                drop_path=0.0, depthwise_impl='xla'))
 
+# Activations (M, pycls convention) of timm's definitions (REFERENCE.md).
+REFERENCE_ACTIVATIONS_M = dict(convnext_tiny=13.44, convnext_base=28.75)
+
 # The import sets Keras's LayerNorm epsilon, 1e-6 (dvl's default too).
 SPECS = tuple(
     spec.ModelSpec(
@@ -250,7 +253,8 @@ SPECS = tuple(
         reference=spec.Reference(
             v.params, round(v.macs_g * 1e3),
             'Liu et al. 2022 (MACs, rounded to 0.1 G) / Keras (params)',
-            tolerance=0.01),
+            tolerance=0.01,
+            activations_m=REFERENCE_ACTIVATIONS_M.get(name)),
         keras=spec.Keras(v.keras, functools.partial(keras_rules, prefix=name),
                          'torch', dict(ln_epsilon=1e-6)),
         remat=True)

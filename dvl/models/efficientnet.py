@@ -221,6 +221,10 @@ REFERENCE_MACS_M = dict(efficientnet_b0=386, efficientnet_b1=687,
                         efficientnet_b2=994, efficientnet_b3=1_827,
                         efficientnet_b4=4_394, efficientnet_b5=10_266,
                         efficientnet_b6=19_068, efficientnet_b7=37_746)
+# Activations (M, pycls convention) at these resolutions: pycls's MODEL_ZOO
+# rounds them to 0.1 M; these are the exact counts (REFERENCE.md).
+REFERENCE_ACTIVATIONS_M = dict(efficientnet_b0=6.75, efficientnet_b1=10.88,
+                               efficientnet_b2=13.83, efficientnet_b3=23.83)
 REFERENCE_PARAMS = dict(efficientnet_b0=5_288_548, efficientnet_b1=7_794_184,
                         efficientnet_b2=9_109_994, efficientnet_b3=12_233_232,
                         efficientnet_b4=19_341_616, efficientnet_b5=30_389_784,
@@ -250,7 +254,9 @@ SPECS = (
         name, EfficientNet, efficientnet_fields(name),
         resolution=EFFICIENTNET[name][2], resize='bicubic', scaling=SCALING,
         reference=spec.Reference(REFERENCE_PARAMS[name],
-                                 REFERENCE_MACS_M[name], 'TF reference code'),
+                                 REFERENCE_MACS_M[name], 'TF reference code',
+                                 activations_m=REFERENCE_ACTIVATIONS_M.get(
+                                     name)),
         keras=spec.Keras(f'EfficientNetB{name[-1]}', keras_rules, 'in_model',
                          TF_BATCHNORM),
         remat=True)

@@ -123,6 +123,10 @@ REFERENCE = {
     'efficientnetv2_m': (54_139_356, 24_700),
     'efficientnetv2_l': (118_515_272, 56_300),
 }
+# Activations (M, pycls convention) of timm's definitions at these
+# resolutions (REFERENCE.md).
+REFERENCE_ACTIVATIONS_M = dict(efficientnetv2_b0=4.77, efficientnetv2_s=35.77,
+                               efficientnetv2_l=157.99)
 PAPER_MACS_M = dict(efficientnetv2_s=8_800, efficientnetv2_m=24_000,
                     efficientnetv2_l=53_000)
 
@@ -136,7 +140,8 @@ def _spec(name: str) -> spec.ModelSpec:
       name, EfficientNet, efficientnetv2_fields(name),
       resolution=EFFICIENTNETV2[name][4], resize='bicubic', scaling=SCALING,
       reference=spec.Reference(params, macs_m, 'MACs: reference README; '
-                               'params: keras.applications', tolerance=0.01),
+                               'params: keras.applications', tolerance=0.01,
+                               activations_m=REFERENCE_ACTIVATIONS_M.get(name)),
       keras=spec.Keras(f'EfficientNetV2{suffix.upper()}', keras_rules,
                        preprocessing, TF_BATCHNORM),
       remat=True)

@@ -143,7 +143,9 @@ SCALING = spec.Scaling(
 REFERENCE = {
     'resnet18': spec.Reference(11_689_512, 1_814, 'torchvision'),
     'resnet34': spec.Reference(21_797_672, 3_664, 'torchvision'),
-    'resnet50': spec.Reference(25_557_032, 4_089, 'torchvision'),
+    # Activations (pycls convention) of timm's resnet50, v1.5 as dvl's.
+    'resnet50': spec.Reference(25_557_032, 4_089, 'torchvision',
+                               activations_m=11.11),
     'resnet101': spec.Reference(44_549_160, 7_801, 'torchvision'),
     'resnet152': spec.Reference(60_192_808, 11_514, 'torchvision'),
 }

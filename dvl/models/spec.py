@@ -101,8 +101,13 @@ class Reference:
     source: where the figures come from.
     tolerance: allowed relative deviation of the counted MACs.
     params_tolerance: allowed relative deviation of the params (0: exact).
-    activations_m: published activation count in millions, where there is
-      one (RegNet's paper gives it).
+    activations_m: activations in millions at the default resolution, where
+      there is a figure: the output elements of every convolution and dense
+      layer for one image (Dollár et al. 2021, pycls's MODEL_ZOO), exact as
+      fvcore's ``ActivationCountAnalysis`` counts them on timm's definition
+      of the same architecture (``../shared/REFERENCE.md``).
+    activations_tolerance: allowed relative deviation of the counted
+      activations.
   """
   params: int | None
   macs_m: float
@@ -110,6 +115,7 @@ class Reference:
   tolerance: float = 0.02
   params_tolerance: float = 0.0
   activations_m: float | None = None
+  activations_tolerance: float = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
