@@ -17,8 +17,8 @@ from pathlib import Path
 
 
 def _wait(condition, timeout=600.0) -> None:
-  # Generous: on a loaded machine a spawned worker can start a minute late,
-  # and a task that gave up waiting would end before the one it waits on.
+  # The waits end on events; the limit only keeps a broken executor from
+  # hanging the test for ever.
   deadline = time.monotonic() + timeout
   while not condition() and time.monotonic() < deadline:
     time.sleep(0.05)

@@ -200,6 +200,24 @@ def check_memory_fraction(sweep) -> None:
         f'{1 / sharing:.4g} or fewer sweep.workers')
 
 
+def _watch_every_worker(pool) -> None:
+  """Wakes the pool's manager thread after a submit.
+
+  ``ProcessPoolExecutor.submit`` (CPython 3.11) wakes the manager thread
+  before it starts the worker process the new task may need. The thread
+  then waits on the workers it knew of, so the death of the worker started
+  after that goes unseen until some other result arrives: the other tasks
+  train on, and the dead worker's task waits. Waking it once more, after
+  the start, makes it watch every worker.
+  """
+  wakeup = getattr(pool, '_executor_manager_thread_wakeup', None)
+  lock = getattr(pool, '_shutdown_lock', None)
+  if wakeup is None or lock is None:
+    return
+  with lock:  # as submit does: the manager closes the wakeup under it
+    wakeup.wakeup()
+
+
 class Pool:
   """Local worker processes, each with its own cores (or GPUs).
 
@@ -250,8 +268,10 @@ class Pool:
         self.stopped.add(task_id)
 
   def _submit(self, task: Task):
-    return self.pool.submit(worker.run_reported, self.function, task.id,
-                            *task.args(self.sweep, plain=True))
+    future = self.pool.submit(worker.run_reported, self.function, task.id,
+                              *task.args(self.sweep, plain=True))
+    _watch_every_worker(self.pool)
+    return future
 
   def run(self, tasks):
     retries = Retries(self.sweep)
