@@ -194,6 +194,7 @@ def _sequential(tmp_path, ahead) -> dict:
           for trial, outcome in outcomes.items()}
 
 
+@pytest.mark.slow
 def test_compiling_ahead_serves_the_next_population_the_same_programs(
     tmp_path):
   off = _sequential(tmp_path / 'off', False)

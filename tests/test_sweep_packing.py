@@ -112,6 +112,7 @@ def _two_tasks(tmp_path) -> list:
   return tasks
 
 
+@pytest.mark.slow
 def test_packed_pool_workers_compute_what_one_process_computes(tmp_path):
   population.forget_compiled()
   alone = _outcomes(executors.Sequential(_sweep(executor='sequential')),
