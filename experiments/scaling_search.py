@@ -91,6 +91,24 @@ def sweep_config(arg) -> ml_collections.ConfigDict:
       candidates=(),
       max_phi=1,
       baselines=('depth', 'width', 'resolution'),
+      # More strategies beside compound and the single dimensions
+      # (dvl.sweep.strategies): 'uniform', 'dwr:A' (A: width's share of the
+      # cost, in [0, 1]; Dollar et al. recommend 0.8), 'exponents:ED,EW,ER'
+      # (ED + 2*EW + 2*ER = 1).
+      strategies=(),
+      # The cost every method is matched to the compound row on: 'macs',
+      # 'activations', 'params' (counted) or 'time' (a train step measured
+      # on this device before training, dvl.sweep.timing).
+      match='macs',
+      # holdout = k > 0: per method, fit E = a*(C/C0)^-b + c on phi = 0 ...
+      # k - 1 and judge its prediction at phi = k (needs k >= 3 and
+      # max_phi >= k); cost: macs, activations or params.
+      law=dict(holdout=0, cost='macs'),
+      # search = 'star': each dimension alone at these multipliers (> 1)
+      # around the baseline, per-dimension exponents, then (alpha, beta,
+      # gamma) by rule 'shape' or 'budget' (dvl.sweep.star); grid: how the
+      # grid it is compared with trains ('halving', 'grid' or 'none').
+      star=dict(multipliers=(1.25, 1.5, 2.0), rule='shape', grid='halving'),
       # Every network trains with each seed; the seeds of one network train
       # together as a population ('auto': in one vmapped program unless the
       # device lacks the memory, then one after another; 'vmap';
@@ -100,7 +118,8 @@ def sweep_config(arg) -> ml_collections.ConfigDict:
       population='auto', population_memory_gb=0.0,
       # 'grid' trains every candidate on the full budget; 'halving' starts
       # them all at budget / eta^(rungs - 1) and continues the best 1/eta
-      # of each rung (resumed from its checkpoint) until the full budget.
+      # of each rung (resumed from its checkpoint) until the full budget;
+      # 'star': see star below.
       search='halving', halving=dict(eta=3, rungs=2),
       # Budgets (epochs, or steps with budget = 'steps' or 'macs') at which
       # to run the scale-up comparison, increasing; the search trains at

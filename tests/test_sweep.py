@@ -218,7 +218,7 @@ def test_analysis_chooses_on_validation_and_finds_the_front():
   assert [p['trial'] for p in front] == ['baseline0-a', 'width1-a',
                                          'grid1-a', 'width2-a', 'compound2-a',
                                          'depth2-a']
-  verdict = analysis.matched_macs(rows, 'test_accuracy')
+  verdict = analysis.compared(rows, 'test_accuracy')
   assert [(v['phi'], v['winner']) for v in verdict] == [(1, 'compound'),
                                                         (2, 'depth')]
   with pytest.raises(RuntimeError, match='every phi = 1 candidate failed'):
@@ -281,7 +281,7 @@ def test_report_verdicts_follow_the_paired_intervals(tmp_path,
   assert needed == stats.seeds_to_resolve(0.025166, 0.01)
   # The per-point table: the compound row's test accuracy mean and CI.
   csv_text = (tmp_path / 'results.csv').read_text().splitlines()
-  compound = next(l for l in csv_text if l.startswith('compound,1,'))
+  compound = next(l for l in csv_text if l.startswith('compound,,1,'))
   cells = compound.split(',')
   header = csv_text[0].split(',')
   mean = float(cells[header.index('test_accuracy_mean')])

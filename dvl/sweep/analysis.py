@@ -10,9 +10,13 @@ set) are read only by ``rungs``.
 
 import math
 
-from dvl.sweep import stats
+import numpy as np
+
+from dvl.sweep import laws, star, stats
+from dvl.sweep.scaleup import method_of
 
 METHODS = ('compound', 'depth', 'width', 'resolution')
+SCALE_UP = METHODS + ('strategy',)  # the kinds of the scale-up rows
 
 
 def _key(row) -> tuple:
@@ -98,17 +102,28 @@ def series(rows, metric: str, budget=None) -> dict[str, list[dict]]:
   points = [p for p in aggregate(rows, metric) if p.get('budget') == budget]
   base = [p for p in points if p['kind'] == 'baseline']
   out = {}
-  for method in METHODS:
-    mine = sorted((p for p in points if p['kind'] == method),
-                  key=lambda p: p['phi'])
+  for method in scale_up_methods(points):
+    mine = sorted((p for p in points if p['kind'] in SCALE_UP
+                   and method_of(p) == method), key=lambda p: p['phi'])
     if mine:
       out[method] = base + mine
   return out
 
 
+def scale_up_methods(rows) -> list[str]:
+  """The methods of the scale-up rows: compound and the single dimensions
+  first, then the strategies in the order they first appear."""
+  found = []
+  for r in rows:
+    if r['kind'] in SCALE_UP and method_of(r) not in found:
+      found.append(method_of(r))
+  return [m for m in METHODS if m in found] + [
+      m for m in found if m not in METHODS]
+
+
 def budgets(rows) -> list:
   """The budgets of the scale-up rows (None: the train section's)."""
-  found = {r.get('budget') for r in final(rows) if r['kind'] in METHODS}
+  found = {r.get('budget') for r in final(rows) if r['kind'] in SCALE_UP}
   return sorted(found, key=lambda b: -1 if b is None else b)
 
 
@@ -122,7 +137,7 @@ def pareto(points, cost: str = 'macs') -> list[dict]:
   return front
 
 
-def matched_macs(rows, metric: str, budget=None,
+def compared(rows, metric: str, budget=None,
                  delta: float = 0.01) -> list[dict]:
   """Per φ >= 1 at ``budget``: each method's point, the method with the
   best mean, and compound minus each single dimension as a seed-paired
@@ -199,3 +214,95 @@ def same_networks(rows) -> list[tuple]:
     if r['kind'] == 'grid' and donor is not None and donor['kind'] == 'grid':
       out.add((_coeffs(r), _coeffs(donor)))
   return sorted(out)
+
+
+def _errors(members: list[dict], metric: str) -> dict:
+  return {m['seed']: 1 - m[metric] for m in members}
+
+
+def star_choice(rows, metric: str, sweep, budget=None) -> star.Star:
+  """(α, β, γ) of the star sweep (``dvl.sweep.star.derive``) from the
+  baseline's and the star arms' ``metric`` at ``budget``, as error rates
+  per seed; ``sweep.star.rule`` and ``sweep.target`` set the split.
+
+  Raises ValueError when the baseline or an arm has no trained row.
+  """
+  points = [p for p in aggregate(rows, metric) if p.get('budget') == budget]
+  base = [p for p in points if p['kind'] == 'baseline']
+  if not base:
+    raise ValueError('the star sweep has no trained baseline: read the '
+                     'status and reason columns of results.csv')
+  runs = {k: {} for k in star.DIMENSIONS}
+  for p in points:
+    if p['kind'] == 'star':
+      dimension = star.DIMENSIONS[[p['d'], p['w'], p['r']].index(
+          max(p['d'], p['w'], p['r']))]
+      multiplier = max(p['d'], p['w'], p['r'])
+      runs[dimension][multiplier] = {s: 1 - v for s, v in p['values'].items()}
+  missing = [k for k, v in runs.items() if len(v) < star.MIN_MULTIPLIERS]
+  if missing:
+    raise ValueError(f'the star sweep has fewer than {star.MIN_MULTIPLIERS} '
+                     f'trained multipliers for {", ".join(missing)}: read the '
+                     'status and reason columns of results.csv')
+  settings = sweep.get('star') or {}
+  return star.derive({s: 1 - v for s, v in base[0]['values'].items()}, runs,
+                     target=sweep['target'], rule=settings.get('rule',
+                                                               'shape'))
+
+
+LAW_COSTS = ('macs', 'activations', 'params')
+
+
+def law_fits(rows, metric: str, holdout: int, cost: str = 'macs',
+             budget=None) -> dict:
+  """Per scale-up method, the saturating law of error against ``cost``
+  fitted on φ = 0 … holdout − 1 and judged at φ = ``holdout``
+  (``laws.heldout``), or why it could not be fitted (a str)."""
+  if cost not in LAW_COSTS:
+    raise ValueError(f'a law is fitted against one of {", ".join(LAW_COSTS)};'
+                     f' got {cost!r}')
+  out = {}
+  for method, line in series(rows, metric, budget).items():
+    line = [p for p in line if p['phi'] <= holdout]
+    try:
+      out[method] = laws.heldout(laws.points_from_series(line, cost),
+                                 phi=holdout)
+    except ValueError as error:
+      out[method] = str(error)
+  return out
+
+
+def networks(rows) -> list[dict]:
+  """One entry per network trained to the full budget with a measured step
+  (seeds and rows sharing it pooled): its fields and ``us_per_image``,
+  the train step's measured microseconds per image."""
+  out = {}
+  for r in final(rows):
+    if r['status'] != 'ok' or r.get('same_as') or not r.get(
+        'train_images_per_s'):
+      continue
+    rate = r['train_images_per_s']
+    if not (rate and math.isfinite(rate)):
+      continue
+    key = r.get('population_dir') or r['trial']
+    out.setdefault(key, {**r, 'us_per_image': 1e6 / rate})
+  return list(out.values())
+
+
+def time_correlation(rows, draws: int = 2000) -> dict | None:
+  """How well MACs and activations track the measured step time over the
+  sweep's networks: Pearson's r of log time with log MACs and with log
+  activations, and their difference, each with a bootstrap interval over
+  the networks (``stats.correlation_contrast``); None with fewer than
+  three networks."""
+  found = [n for n in networks(rows) if n.get('macs') and n.get(
+      'activations')]
+  if len(found) < 3:
+    return None
+  time = np.log([n['us_per_image'] for n in found])
+  result = stats.correlation_contrast(
+      time, np.log([n['macs'] for n in found]),
+      np.log([n['activations'] for n in found]), draws=draws)
+  return {'macs': result['a'], 'activations': result['b'],
+          'activations_minus_macs': result['b_minus_a'],
+          'networks': len(found)}

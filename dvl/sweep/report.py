@@ -34,12 +34,57 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from dvl.sweep import analysis, candidates, results, stats
+from dvl.sweep.scaleup import method_of
 
 LABELS = {'compound': 'compound', 'depth': 'depth only', 'width': 'width only',
-          'resolution': 'resolution only'}
+          'resolution': 'resolution only', 'uniform': 'uniform'}
 COLORS = {'compound': 'tab:red', 'depth': 'tab:blue', 'width': 'tab:green',
           'resolution': 'tab:purple'}
-PLOTS = ('accuracy_vs_macs.png', 'accuracy_vs_params.png', 'search_grid.png')
+STRATEGY_COLORS = ('tab:orange', 'tab:brown', 'tab:pink', 'tab:olive',
+                   'tab:cyan', 'tab:gray')
+# Each cost a plot can be drawn against: (row field, scale, axis label).
+COSTS = {
+    'macs': ('macs', 1e6, 'MACs per image (millions, log scale)'),
+    'params': ('params', 1e6, 'trainable parameters (millions, log scale)'),
+    'activations': ('activations', 1e6,
+                    'activations per image (millions, log scale)'),
+    'time': ('us_per_image', 1.0,
+             'measured train step, µs per image (log scale)')}
+PLOTS = ('accuracy_vs_macs.png', 'accuracy_vs_params.png',
+         'accuracy_vs_activations.png', 'accuracy_vs_time.png',
+         'search_grid.png')
+MATCHED = {'macs': 'MACs', 'activations': 'activations',
+           'params': 'parameters', 'time': 'measured step time'}
+
+
+def label(method: str) -> str:
+  """A method's name in the report: 'depth only', 'dWr (A = 0.8)', ..."""
+  if method in LABELS:
+    return LABELS[method]
+  name, _, arg = method.partition(':')
+  if name == 'dwr':
+    return f'dWr (A = {arg})'
+  if name == 'exponents':
+    return f'exponents ({arg})'
+  return method
+
+
+def color(method: str, methods=()) -> str:
+  """A method's line colour; strategies take the next free colour in the
+  order of ``methods``."""
+  if method in COLORS:
+    return COLORS[method]
+  others = [m for m in methods if m not in COLORS] or [method]
+  index = others.index(method) if method in others else 0
+  return STRATEGY_COLORS[index % len(STRATEGY_COLORS)]
+
+
+def _with_time(point: dict) -> dict:
+  """``point`` with ``us_per_image`` from its measured train step (None
+  when it has none)."""
+  rate = point.get('train_images_per_s')
+  return {**point, 'us_per_image': 1e6 / rate if rate and rate == rate
+          else None}
 
 
 def _title(sweep_config: dict) -> str:
@@ -53,17 +98,22 @@ def _mean(point) -> str:
 
 
 def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
-  """Test accuracy against ``cost`` ('macs' or 'params') per method, with
+  """Test accuracy against ``cost`` (a key of ``COSTS``) per method, with
   95% intervals over seeds as error bars (the largest budget's series, the
-  others dashed)."""
-  scale = 1e6
-  unit = 'MACs per image (millions, log scale)' if cost == 'macs' else (
-      'trainable parameters (millions, log scale)')
+  others dashed). Points without the cost (a step not measured) are left
+  out."""
+  field, scale, unit = COSTS[cost]
+  cost = field
   fig = Figure(figsize=(7.5, 5.2), dpi=120)
   ax = fig.add_subplot()
-  points = analysis.aggregate(rows, 'test_accuracy')
+  points = [p for p in map(_with_time, analysis.aggregate(
+      rows, 'test_accuracy')) if p.get(cost)]
   grid = [p for p in points if p['kind'] == 'grid']
   all_budgets = analysis.budgets(rows) or [None]
+  methods = analysis.scale_up_methods(rows)
+
+  def measured(line):
+    return [p for p in map(_with_time, line) if p.get(cost)]
   if grid:
     ax.scatter([p[cost] / scale for p in grid],
                [100 * p['mean'] for p in grid], s=22, color='0.6',
@@ -72,12 +122,13 @@ def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
     main = budget == all_budgets[-1]
     for method, line in analysis.series(rows, 'test_accuracy',
                                         budget).items():
-      label = LABELS[method] + ('' if budget is None or len(all_budgets) == 1
-                                else f' (budget {budget:g})')
+      line = measured(line)
+      name = label(method) + ('' if budget is None or len(all_budgets) == 1
+                              else f' (budget {budget:g})')
       ax.errorbar([p[cost] / scale for p in line],
                   [100 * p['mean'] for p in line],
                   yerr=[100 * p['spread'] for p in line], marker='o',
-                  color=COLORS[method], label=label, capsize=3,
+                  color=color(method, methods), label=name, capsize=3,
                   linestyle='-' if main else '--', alpha=1.0 if main else 0.6,
                   # Compound on top: a single dimension may share its points.
                   zorder=5 if method == 'compound' else 3,
@@ -86,10 +137,12 @@ def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
       continue
     for method, line in analysis.series(rows, 'test_accuracy',
                                         budget).items():
-      for p in line[1:]:
+      for p in measured(line):
+        if p['phi'] == 0:
+          continue
         ax.annotate(f'φ={p["phi"]:g}', (p[cost] / scale, 100 * p['mean']),
                     textcoords='offset points', xytext=(4, -10), fontsize=7,
-                    color=COLORS[method])
+                    color=color(method, methods))
   front = analysis.pareto(points, cost)
   if front:
     ax.step([p[cost] / scale for p in front],
@@ -98,17 +151,23 @@ def plot_scaling(rows, sweep_config: dict, cost: str) -> Figure:
     ax.scatter([p[cost] / scale for p in front],
                [100 * p['mean'] for p in front], s=110, facecolors='none',
                edgecolors='black', label='Pareto front', zorder=4)
-  ax.set_xscale('log')
+  if points:
+    ax.set_xscale('log')
   plain = FuncFormatter(lambda value, _: f'{value:g}')
   ax.xaxis.set_major_formatter(plain)
   ax.xaxis.set_minor_formatter(plain)
   ax.tick_params(axis='x', which='minor', labelsize=7)
   ax.set_xlabel(unit)
   ax.set_ylabel('test accuracy (%, mean and 95% CI over seeds)')
-  what = 'MACs' if cost == 'macs' else 'parameters'
+  what = {'macs': 'MACs', 'params': 'parameters', 'activations':
+          'activations', 'us_per_image': 'measured step time'}[cost]
+  if not points:
+    ax.text(0.5, 0.5, f'no trial has {what} recorded', ha='center',
+            transform=ax.transAxes)
   ax.set_title(f'{_title(sweep_config)}: accuracy vs {what} by scaling method')
   ax.grid(True, which='both', alpha=0.3)
-  ax.legend(loc='best', fontsize=8)
+  if points:
+    ax.legend(loc='best', fontsize=8)
   fig.tight_layout()
   return fig
 
@@ -258,9 +317,9 @@ def _shared(rows, budget=None) -> dict:
   compound = {r['phi']: _network(r) for r in rows if r['kind'] == 'compound'}
   shared = {}
   for r in rows:
-    if (r['kind'] in LABELS and r['kind'] != 'compound'
+    if (r['kind'] in analysis.SCALE_UP and r['kind'] != 'compound'
         and compound.get(r['phi']) == _network(r)):
-      shared.setdefault(r['phi'], set()).add(r['kind'])
+      shared.setdefault(r['phi'], set()).add(method_of(r))
   return shared
 
 
@@ -274,7 +333,7 @@ def _budget_name(budget, sweep_config) -> str:
 def _comparison_text(entry, shared) -> list[str]:
   out = []
   for method, c in entry['comparisons'].items():
-    name = LABELS[method]
+    name = label(method)
     if method in shared.get(entry['phi'], ()):
       out.append(f'compound and {name} build the same network: a tie')
       continue
@@ -291,31 +350,56 @@ def _comparison_text(entry, shared) -> list[str]:
   return out
 
 
+def _match(sweep_config: dict) -> str:
+  return sweep_config['sweep'].get('match', 'macs')
+
+
+def _matched_value(p: dict, cost: str):
+  """A point's value of the cost its row was matched on."""
+  if p.get('match_value') is not None:
+    return p['match_value']
+  return p.get({'time': 'us_per_image'}.get(cost, cost))
+
+
+def _match_words(cost: str) -> str:
+  if cost == 'time':
+    return ('train-step time per image, measured before training on this '
+            'device (dvl.sweep.timing)')
+  return f'counted {MATCHED[cost]}'
+
+
 def _verdict_section(rows, sweep_config: dict) -> list[str]:
-  lines = ['## Compound scaling against one dimension at matched MACs', '']
+  cost = _match(sweep_config)
+  lines = [f'## Compound scaling against each method at matched '
+           f'{MATCHED[cost]}', '']
   budgets = analysis.budgets(rows)
   if not budgets:
     return lines + ['No scale-up trial trained yet.', '']
   winners = {}
   for budget in budgets:
-    table = analysis.matched_macs(rows, 'test_accuracy', budget)
+    table = analysis.compared(rows, 'test_accuracy', budget)
     if len(budgets) > 1:
       lines += [f'### Budget: {_budget_name(budget, sweep_config)}', '']
-    lines += ['| φ | method | seeds | test acc (%, 95% CI) | MACs (M) | MACs vs '
-              'compound | compound − method (points, 95% CI) | verdict |',
-              '|---|---|---|---|---|---|---|---|']
+    lines += ['| φ | method | seeds | test acc (%, 95% CI) | MACs (M) | '
+              f'activations (M) | {MATCHED[cost]} vs compound | compound − '
+              'method (points, 95% CI) | verdict |',
+              '|---|---|---|---|---|---|---|---|---|']
     shared = _shared(rows, budget)
     for entry in table:
       ref = entry['entries'].get('compound')
       for method, p in entry['entries'].items():
-        ratio = f'{p["macs"] / ref["macs"]:.2f}x' if ref else '—'
+        mine, theirs = (_matched_value(p, cost),
+                        _matched_value(ref, cost) if ref else None)
+        ratio = f'{mine / theirs:.3f}x' if mine and theirs else '—'
         c = entry['comparisons'].get(method)
         same = method in shared.get(entry['phi'], ())
         diff = stats.fmt_diff(c['diff']) if c else '—'
         word = ('same network' if same else c['verdict']) if c else '—'
-        lines.append(f'| {entry["phi"]:g} | {LABELS[method]} | {p["seeds"]} '
-                     f'| {_mean(p)} | {p["macs"] / 1e6:.2f} | {ratio} | '
-                     f'{diff} | {word} |')
+        acts = (f'{p["activations"] / 1e6:.2f}' if p.get('activations')
+                else '—')
+        lines.append(f'| {entry["phi"]:g} | {label(method)} | {p["seeds"]} '
+                     f'| {_mean(p)} | {p["macs"] / 1e6:.2f} | {acts} | '
+                     f'{ratio} | {diff} | {word} |')
       winners.setdefault(entry['phi'], {})[budget] = entry['winner']
     lines.append('')
     for entry in table:
@@ -326,15 +410,16 @@ def _verdict_section(rows, sweep_config: dict) -> list[str]:
               'alone: "wins" when it lies above 0, "loses" when below, '
               'otherwise no difference is resolved at this budget. Rows are '
               'paired by seed (the same data order and initialisation key). '
-              'Each single-dimension row is matched to the compound row\'s '
-              'counted MACs as closely as the rounding of repeats, channels '
-              'and sides allows; the MACs column shows how closely.', '']
+              f'Each method\'s row is matched to the compound row\'s '
+              f'{_match_words(cost)} as closely as the rounding of repeats, '
+              f'channels and sides allows; the "{MATCHED[cost]} vs '
+              'compound" column shows how closely.', '']
   changed = {phi: by for phi, by in winners.items()
              if len(set(by.values())) > 1}
   if len(budgets) > 1:
     if changed:
       for phi, by in sorted(changed.items()):
-        seq = ', '.join(f'{LABELS[m]} at {_budget_name(b, sweep_config)}'
+        seq = ', '.join(f'{label(m)} at {_budget_name(b, sweep_config)}'
                         for b, m in by.items())
         lines.append(f'- **φ = {phi:g}: the method with the best mean '
                      f'changes with the budget** ({seq}); read the intervals '
@@ -343,6 +428,149 @@ def _verdict_section(rows, sweep_config: dict) -> list[str]:
       lines.append('The method with the best mean is the same at every '
                    'budget for every φ.')
     lines.append('')
+  return lines
+
+
+def _star_section(rows, sweep: dict) -> list[str]:
+  if sweep.get('search') != 'star':
+    return []
+  lines = ['## Star sweep', '']
+  budget = _search_budget(rows)
+  try:
+    found = analysis.star_choice(rows, sweep['select'], sweep, budget)
+  except ValueError as error:
+    return lines + [f'No coefficients: {error}', '']
+  metric = sweep['select'].replace('_', ' ')
+  lines += [f'Each dimension alone at multipliers '
+            f'{", ".join(f"{m:g}" for m in sweep["star"]["multipliers"])} '
+            f'around the baseline; per dimension, ln(error) = ln A − b·ln C '
+            f'fitted on the mean {metric} error over the seeds (C: the '
+            f'nominal cost factor, m for depth and m² for width and '
+            f'resolution). Rule: {found.rule}.', '',
+            '| dimension | A | exponent b | share of the cost | cost factor |',
+            '|---|---|---|---|---|']
+  for k in found.laws:
+    a, b = found.laws[k]
+    lines.append(f'| {k} | {a:.4g} | {b:.4g} | {100 * found.share[k]:.1f}% | '
+                 f'{found.cost[k]:.3f} |')
+  alpha, beta, gamma = found.coefficients
+  lines += ['', f'Derived: α = {alpha:.3f}, β = {beta:.3f}, γ = {gamma:.3f} '
+            f'(α·β²·γ² = {candidates.nominal_growth(*found.coefficients):.3f}'
+            '); the scale-up uses them, rounded to 4 decimals.', '']
+  grid = analysis.grid_points(rows, sweep['select'], budget)
+  if not grid:
+    return lines + ['The grid was not trained (sweep.star.grid = '
+                    "'none'), so there is no grid choice to compare with.",
+                    '']
+  best = grid[0]
+  lines.append(f'The grid\'s choice: {_coeff_text(best)} '
+               f'({metric} {_mean(best)}).')
+  compound = {p['phi']: p for p in analysis.aggregate(rows, 'test_accuracy')
+              if p['kind'] == 'compound' and p.get('budget') == budget}
+  test = {p['trials'][0]: p for p in analysis.aggregate(rows,
+                                                        'test_accuracy')}
+  theirs = test.get(best['trials'][0])
+  mine = compound.get(1)
+  if mine and theirs:
+    try:
+      diff = stats.paired_difference(mine['values'], theirs['values'])
+      word = stats.verdict(diff)
+      how = {stats.WINS: 'ahead of', stats.LOSES: 'behind'}.get(
+          word, 'not resolved against')
+      lines.append(f'At φ = 1 the star\'s network has test accuracy '
+                   f'{_mean(mine)}, the grid\'s {_mean(theirs)}: star − grid '
+                   f'= {stats.fmt_diff(diff)} points, paired by seed; the '
+                   f'star\'s choice is {how} the grid\'s at this budget.')
+    except ValueError:
+      pass
+  return lines + ['']
+
+
+def _law_section(rows, sweep: dict) -> list[str]:
+  law = sweep.get('law') or {}
+  holdout = law.get('holdout', 0)
+  if not holdout:
+    return []
+  cost = law.get('cost', 'macs')
+  lines = ['## Scaling laws, judged on a held-out φ', '',
+           f'Per method, test error against {MATCHED[cost]} fitted as '
+           f'E = a·(C/C₀)^(−b) + c on φ = 0 … {holdout - 1} (C₀: the '
+           f'baseline\'s cost; every seed a point; scipy\'s curve_fit), '
+           f'then asked for φ = {holdout}. The yardstick is the 95% '
+           'half-width of the measured mean over the seeds there.', '',
+           '| method | a | b | c (error floor) | predicted acc (%) | measured '
+           'acc (%, 95% CI) | predicted − measured (points) | verdict |',
+           '|---|---|---|---|---|---|---|---|']
+  notes = []
+  for method, fit in analysis.law_fits(rows, 'test_accuracy', holdout, cost,
+                                       _search_budget(rows)).items():
+    if isinstance(fit, str):
+      notes.append(f'- {label(method)}: no law: {fit}')
+      continue
+    f = fit.law
+    err = [f'{v:.2g}' if v == v else '—' for v in f.stderr]
+    lines.append(
+        f'| {label(method)} | {f.a:.4g} ± {err[0]} | {f.b:.4g} ± {err[1]} | '
+        f'{f.c:.4g} ± {err[2]} | {100 * (1 - fit.predicted):.2f} | '
+        f'{stats.fmt_pct(_accuracy(fit.measured))} | '
+        f'{-fit.error_points:+.2f} | {fit.verdict} |')
+  lines += [''] + notes + ([''] if notes else [])
+  lines.append('± after a parameter is its standard error from the fit\'s '
+               'covariance. A prediction "within the seeds\' spread" missed '
+               'the measured mean by less than its 95% half-width.')
+  return lines + ['']
+
+
+def _accuracy(interval: stats.Interval) -> stats.Interval:
+  """An error rate's interval as accuracy."""
+  return stats.Interval(1 - interval.mean, 1 - interval.high,
+                        1 - interval.low, interval.n, interval.sd)
+
+
+def _cost_section(rows) -> list[str]:
+  found = analysis.networks(rows)
+  if not found:
+    return []
+  lines = ['## Measured cost', '',
+           'Per network trained to the full budget: the counted costs, the '
+           'train step\'s measured time per image (its training steps\' '
+           'seconds over the images the population trained, on this '
+           'device) and the memory XLA plans for one member\'s step.', '',
+           '| network | method | φ | MACs (M) | activations (M) | params | '
+           'µs per image | step memory (MB) |', '|---|---|---|---|---|---|---'
+           '|---|']
+  for n in sorted(found, key=lambda n: n['us_per_image']):
+    mem = (f'{n["step_bytes"] / 2 ** 20:.1f}' if n.get('step_bytes')
+           else '—')
+    acts = f'{n["activations"] / 1e6:.2f}' if n.get('activations') else '—'
+    lines.append(f'| {n["trial"]} | {label(method_of(n))} | {n["phi"]:g} | '
+                 f'{n["macs"] / 1e6:.2f} | {acts} | {n["params"]:,} | '
+                 f'{n["us_per_image"]:.1f} | {mem} |')
+  lines.append('')
+  if not any(n.get('peak_bytes') for n in found):
+    lines += ['Peak device memory: not measured on this backend (it reports '
+              'no memory statistics, as a CPU does); the step memory column '
+              'is XLA\'s plan for the compiled step.', '']
+  corr = analysis.time_correlation(rows)
+  if corr is None:
+    return lines + ['Fewer than three networks have a measured step: no '
+                    'correlation of time with cost.', '']
+  macs, acts, diff = (corr['macs'], corr['activations'],
+                      corr['activations_minus_macs'])
+  word = stats.verdict(diff)
+  finding = {stats.WINS: 'activations tracked the step time better than '
+                         'MACs',
+             stats.LOSES: 'MACs tracked the step time better than '
+                          'activations'}.get(
+      word, 'neither MACs nor activations is resolved as the better '
+            'predictor of step time')
+  fmt = lambda i: (f'{i.mean:.3f} [{i.low:.3f}, {i.high:.3f}]'
+                   if i.low == i.low else f'{i.mean:.3f}')
+  lines += [f'Across the {corr["networks"]} networks, Pearson\'s r of log '
+            f'step time with log MACs is {fmt(macs)} and with log '
+            f'activations {fmt(acts)}; activations − MACs = {fmt(diff)} '
+            '(95% percentile bootstrap over the networks, 2,000 draws): on '
+            f'this device {finding}.', '']
   return lines
 
 
@@ -407,7 +635,9 @@ def _trials_section(rows) -> list[str]:
         f'{r["status"]}: {(r.get("reason") or "")[:120]}')
     if r.get('same_as'):
       status += f' (same network as {r["same_as"]})'
-    cells = [r['trial'], r['kind'], fmt(r['phi']), str(r['seed']),
+    kind = (f'{r["kind"]} {r["label"]}' if r['kind'] in ('strategy', 'star')
+            else r['kind'])
+    cells = [r['trial'], kind, fmt(r['phi']), str(r['seed']),
              fmt(r['alpha']), fmt(r['beta']), fmt(r['gamma']), fmt(r['d']),
              fmt(r['w']), fmt(r['r']), str(r['resolution']),
              f'{r["params"]:,}' if r['params'] else '—',
@@ -454,7 +684,10 @@ def markdown(sweep_config: dict, rows) -> str:
   lines += _chosen_section(rows, sweep, chosen)
   lines += _halving_section(rows)
   lines += _same_section(rows)
+  lines += _star_section(rows, sweep)
   lines += _verdict_section(rows, sweep_config)
+  lines += _law_section(rows, sweep)
+  lines += _cost_section(rows)
   lines += ['## Plots', ''] + [f'![{p[:-4]}]({p})' for p in PLOTS] + ['']
   lines += _time_section(rows)
   lines += _trials_section(rows)
@@ -471,9 +704,9 @@ def write(workdir) -> str:
                              _search_budget(rows))
   except RuntimeError:
     chosen = None
-  figures = (plot_scaling(rows, sweep_config, 'macs'),
-             plot_scaling(rows, sweep_config, 'params'),
-             plot_grid(rows, sweep_config, chosen))
+  figures = tuple(plot_scaling(rows, sweep_config, cost)
+                  for cost in ('macs', 'params', 'activations', 'time')) + (
+                      plot_grid(rows, sweep_config, chosen),)
   for name, fig in zip(PLOTS, figures):
     fig.savefig(workdir / name)
   text = markdown(sweep_config, rows)

@@ -45,7 +45,8 @@ COLUMNS = ('trial', 'kind', 'phi', 'seed', 'label', 'backbone', 'alpha',
            'steps', 'val_accuracy', 'best_val_accuracy', 'test_accuracy',
            'test_loss', 'train_s', 'compile_s', 'wall_s', 'status', 'reason',
            'same_as', 'budget', 'rung_of', 'population', 'population_dir',
-           'retries', 'programs')
+           'retries', 'programs', 'activations', 'train_images_per_s',
+           'step_bytes', 'peak_bytes', 'match_cost', 'match_value')
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
@@ -59,11 +60,23 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
   return out
 
 
+# Fields left out of the fingerprint while they hold these values, which
+# compute what sweeps without them computed: a workdir made before they
+# existed is resumed, not refused.
+NEUTRAL = {'sweep.strategies': [], 'sweep.match': 'macs',
+           'sweep.law.holdout': 0, 'sweep.law.cost': 'macs'}
+
+
 def fingerprinted(config_dict: dict) -> dict:
-  """The config fields the fingerprint covers (flattened, JSON values)."""
-  flat = _flatten(config_dict)
-  return {k: json.loads(json.dumps(v, default=str)) for k, v in flat.items()
-          if k not in FREE_FIELDS}
+  """The config fields the fingerprint covers (flattened, JSON values):
+  all but ``FREE_FIELDS``, the ``NEUTRAL`` ones at their neutral values,
+  and ``sweep.star.*`` unless ``sweep.search`` is 'star'."""
+  flat = {k: json.loads(json.dumps(v, default=str))
+          for k, v in _flatten(config_dict).items()}
+  star = flat.get('sweep.search') == 'star'
+  return {k: v for k, v in flat.items()
+          if k not in FREE_FIELDS and NEUTRAL.get(k, object()) != v
+          and (star or not k.startswith('sweep.star.'))}
 
 
 def check_writable(workdir: Path) -> None:
@@ -191,8 +204,9 @@ class ResultStore:
                         points_csv(list(self.rows.values())))
 
 
-POINT_COLUMNS = ('kind', 'phi', 'budget', 'alpha', 'beta', 'gamma', 'd', 'w',
-                 'r', 'resolution', 'params', 'macs', 'seeds')
+POINT_COLUMNS = ('kind', 'label', 'phi', 'budget', 'alpha', 'beta', 'gamma',
+                 'd', 'w', 'r', 'resolution', 'params', 'macs', 'activations',
+                 'train_images_per_s', 'match_cost', 'match_value', 'seeds')
 
 
 def points_csv(rows: list[dict]) -> str:

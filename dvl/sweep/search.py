@@ -27,7 +27,8 @@ from pathlib import Path
 from absl import logging
 
 from dvl import workdir_lock
-from dvl.sweep import analysis, candidates, report, results, stats
+from dvl.sweep import (analysis, candidates, laws, report, results, scaleup,
+                       star, stats)
 from dvl.sweep.executors import (EXECUTORS, Task, check_memory_fraction,
                                   compile_ahead_choice, make_executor)
 from dvl.sweep.hparams import HParamsWriter
@@ -36,10 +37,10 @@ from dvl.sweep.trials import Planned, Planner, Trial, digest
 RESULT_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
                  'test_loss', 'params', 'macs', 'steps', 'train_s',
                  'compile_s', 'wall_s', 'status', 'reason', 'population',
-                 'retries', 'programs')
+                 'retries', 'programs', 'train_images_per_s',
+                 'step_bytes', 'peak_bytes')
 SELECT = ('val_accuracy', 'best_val_accuracy')
-SEARCHES = ('grid', 'halving')
-MATCH_STEPS = 8  # bisections of a single-dimension multiplier
+SEARCHES = ('grid', 'halving', 'star')
 
 
 def _line(planned: Planned, row: dict) -> str:
@@ -49,7 +50,8 @@ def _line(planned: Planned, row: dict) -> str:
            f'd={t.d:.3g} w={t.w:.3g} r={t.r:.3g}')
   rung = f' rung {row["rung"]} (step {row["steps"]})' if row.get(
       'rung') is not None else ''
-  head = (f'{row["trial"]} [{t.kind} phi={t.phi:g} seed={t.seed} {point}; '
+  kind = f'{t.kind} {t.label}' if t.kind in ('strategy', 'star') else t.kind
+  head = (f'{row["trial"]} [{kind} phi={t.phi:g} seed={t.seed} {point}; '
           f'{planned.side}px, {(planned.macs or 0) / 1e6:.1f}M MACs{rung}]')
   if row['status'] != 'ok':
     return f'{head}: {row["status"]}: {row["reason"]}'
@@ -168,6 +170,10 @@ def check(sweep) -> list[tuple]:
   if unknown:
     raise ValueError(f'sweep.baselines: unknown scaling {unknown[0]!r}; '
                      f'choose from {", ".join(candidates.SINGLE_DIMENSIONS)}')
+  scaleup.check_methods(sweep)
+  laws.check_law(sweep)
+  star.check_star(sweep)
+  _star_grid(sweep)
   if sweep.max_phi < 1:
     raise ValueError(f'sweep.max_phi must be >= 1; got {sweep.max_phi}')
   seeds = list(sweep.seeds)
@@ -202,7 +208,7 @@ def check(sweep) -> list[tuple]:
     raise ValueError(f'sweep.population must be one of '
                      f'{", ".join(population_modes())}; got '
                      f'{sweep.population!r}')
-  if sweep.search == 'halving':
+  if sweep.search == 'halving' or _star_grid(sweep) == 'halving':
     if not (isinstance(sweep.halving.eta, int) and sweep.halving.eta >= 2):
       raise ValueError(f'sweep.halving.eta must be an integer >= 2 (each '
                        f'rung keeps 1/eta of the candidates); got '
@@ -299,54 +305,6 @@ def successive_halving(runner: Runner, planner: Planner, plans, sweep
   return True
 
 
-def matched(planner: Planner, kind: str, phi: int, chosen: tuple,
-            macs: int) -> tuple:
-  """(d, w, r) scaling only ``kind``, its counted MACs closest to ``macs``.
-
-  The nominal multiplier (``candidates.single_dimension``) matches the
-  compound row's ``d·w²·r²``, but rounding repeats up, channels and sides to
-  multiples of 8 moves both rows' counted MACs. MACs grow with the one
-  multiplier, so a bisection from the nominal one finds the closest.
-  """
-  axis = candidates.SINGLE_DIMENSIONS.index(kind)
-  nominal = candidates.single_dimension(
-      kind, phi, candidates.nominal_growth(*chosen))
-
-  def cost(multiplier: float) -> tuple[float, tuple, float]:
-    """(distance to ``macs`` on a log scale, (d, w, r), counted MACs)."""
-    dwr = tuple(multiplier if i == axis else 1.0 for i in range(3))
-    counted = planner.plan(Trial(kind, phi, *dwr, 0)).macs or math.inf
-    return abs(math.log(counted / macs)), dwr, counted
-
-  best = cost(nominal[axis])
-  lo, hi = 1.0, 2 * nominal[axis]
-  for _ in range(MATCH_STEPS):
-    mid = round((lo + hi) / 2, 4)
-    found = cost(mid)
-    best = min(best, found)
-    lo, hi = (mid, hi) if found[2] < macs else (lo, mid)
-  return best[1]
-
-
-def scale_up_trials(planner: Planner, chosen: tuple, sweep,
-                    budget=None) -> list[Planned]:
-  """Compound φ = 1 … max_phi and, at its counted MACs, each single
-  dimension of ``sweep.baselines``, at ``budget``."""
-  plans = []
-  for phi in range(1, sweep.max_phi + 1):
-    d, w, r = (c ** phi for c in chosen)
-    compound = [planner.plan(Trial('compound', phi, d, w, r, seed, *chosen,
-                                   budget=budget))
-                for seed in sweep.seeds]
-    plans += compound
-    for kind in sweep.baselines:
-      dwr = matched(planner, kind, phi, chosen, compound[0].macs)
-      plans += [planner.plan(Trial(kind, phi, *dwr, seed, *chosen,
-                                   budget=budget))
-                for seed in sweep.seeds]
-  return plans
-
-
 def run(config, workdir: str) -> dict | None:
   """Runs the three phases; returns the chosen point (None if stopped).
 
@@ -360,32 +318,67 @@ def run(config, workdir: str) -> dict | None:
     return _search(config, workdir, points)
 
 
+STAR_GRIDS = ('halving', 'grid', 'none')
+
+
+def _star_grid(sweep) -> str:
+  """How a star sweep trains the grid its choice is compared with
+  (``sweep.star.grid``: 'halving', 'grid' or 'none'); 'none' for another
+  search."""
+  if sweep.get('search') != 'star':
+    return 'none'
+  how = (sweep.get('star') or {}).get('grid', 'halving')
+  if how not in STAR_GRIDS:
+    raise ValueError(f'sweep.star.grid must be one of {", ".join(STAR_GRIDS)}'
+                     f' (how the grid compared with the star trains); got '
+                     f'{how!r}')
+  return how
+
+
 def _search(config, workdir: str, points) -> dict | None:
   sweep = config.sweep
   planner = Planner(config)
-  if sweep.search == 'halving':
+  grid_search = _star_grid(sweep) if sweep.search == 'star' else sweep.search
+  if grid_search == 'halving':
     check_rungs(planner, sweep)
   store = results.ResultStore(workdir, config.to_dict())
   executor = make_executor(sweep)
   budget = search_budget(sweep)
   try:
     runner = Runner(store, executor)
-    plans = search_trials(planner, points, sweep.seeds, budget)
-    if sweep.search == 'halving':
+    if sweep.search == 'star':
+      arms = scaleup.star_trials(planner, star.check_star(sweep), sweep.seeds,
+                                 budget)
+      if not runner.run(search_trials(planner, [], sweep.seeds, budget)
+                        + arms):
+        return _stopped()
+    plans = search_trials(planner, points if grid_search != 'none' else [],
+                          sweep.seeds, budget)
+    if grid_search == 'halving':
       finished = successive_halving(runner, planner, plans, sweep)
     else:
       finished = runner.run(plans)
     if not finished:
       return _stopped()
     rows = store.current(sweep.seeds)
-    best = analysis.choose(rows, sweep.select, budget=budget)
-    chosen = (best['alpha'], best['beta'], best['gamma'])
-    print(f'chosen alpha={chosen[0]:g} beta={chosen[1]:g} gamma={chosen[2]:g}'
-          f': {sweep.select} {stats.fmt_percent(best["mean"], "%")} at '
-          f'{best["macs"] / 1e6:.1f}M MACs (the paper: alpha=1.2, beta=1.1, '
-          'gamma=1.15)', flush=True)
+    if sweep.search == 'star':
+      found = analysis.star_choice(rows, sweep.select, sweep, budget)
+      chosen = tuple(round(c, 4) for c in found.coefficients)
+      best = {'mean': None, 'macs': None}
+      print(f'star: alpha={chosen[0]:g} beta={chosen[1]:g} '
+            f'gamma={chosen[2]:g} from the exponents '
+            + ', '.join(f'{k} {b:.3g}' for k, (_, b) in found.laws.items()),
+            flush=True)
+    else:
+      best = analysis.choose(rows, sweep.select, budget=budget)
+      chosen = (best['alpha'], best['beta'], best['gamma'])
+      print(f'chosen alpha={chosen[0]:g} beta={chosen[1]:g} '
+            f'gamma={chosen[2]:g}: {sweep.select} '
+            f'{stats.fmt_percent(best["mean"], "%")} at '
+            f'{best["macs"] / 1e6:.1f}M MACs (the paper: alpha=1.2, '
+            'beta=1.1, gamma=1.15)', flush=True)
     for each in (list(sweep.budgets) or [None]):
-      plans = scale_up_trials(planner, chosen, sweep, each)
+      plans = scaleup.scale_up_trials(planner, chosen, sweep, each)
       if each is not None and each != budget:
         plans += search_trials(planner, [], sweep.seeds, each)
       if not runner.run(plans):

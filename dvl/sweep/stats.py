@@ -233,3 +233,49 @@ def fmt_diff(interval: Interval) -> str:
     return f'{100 * interval.mean:+.2f} (1 seed)'
   return (f'{100 * interval.mean:+.2f} [{100 * interval.low:+.2f}, '
           f'{100 * interval.high:+.2f}]')
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+  if np.all(x == x[0]) or np.all(y == y[0]):
+    return math.nan
+  return float(np.corrcoef(x, y)[0, 1])
+
+
+def correlation_contrast(y: Sequence[float], a: Sequence[float],
+                         b: Sequence[float], draws: int = 2000,
+                         level: float = 0.95, seed: int = 0) -> dict:
+  """How well ``a`` and ``b`` track ``y`` over the same points: Pearson's r
+  of ``y`` with each, and ``r_b − r_a``, each an ``Interval`` whose bounds
+  are the percentile bootstrap's (the points resampled with replacement,
+  ``draws`` times; draws where a correlation is undefined are dropped).
+  ``sd`` is the bootstrap's standard deviation. Raises ValueError for fewer
+  than three points or lists of different lengths."""
+  y, a, b = (np.asarray(v, dtype=float) for v in (y, a, b))
+  if not y.shape == a.shape == b.shape or y.ndim != 1:
+    raise ValueError(f'y, a and b need the same length; got {y.size}, '
+                     f'{a.size}, {b.size}')
+  if y.size < 3:
+    raise ValueError(f'a correlation needs at least three points; got '
+                     f'{y.size}')
+  rng = np.random.default_rng(seed)
+  samples = []
+  for _ in range(draws):
+    i = rng.integers(0, y.size, y.size)
+    samples.append((_pearson(y[i], a[i]), _pearson(y[i], b[i])))
+  samples = np.asarray(samples)
+  samples = samples[np.all(np.isfinite(samples), axis=1)]
+  tail = 100 * (1 - level) / 2
+  out = {}
+  point = {'a': _pearson(y, a), 'b': _pearson(y, b)}
+  point['b_minus_a'] = point['b'] - point['a']
+  columns = {'a': samples[:, 0], 'b': samples[:, 1],
+             'b_minus_a': samples[:, 1] - samples[:, 0]}
+  for name, values in columns.items():
+    if values.size < 2:
+      out[name] = Interval(point[name], math.nan, math.nan, int(y.size),
+                           math.nan)
+      continue
+    low, high = np.percentile(values, [tail, 100 - tail])
+    out[name] = Interval(point[name], float(low), float(high), int(y.size),
+                         float(values.std(ddof=1)))
+  return out

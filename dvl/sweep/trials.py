@@ -26,7 +26,10 @@ from dvl import flops, scaling
 from dvl.data import make_pipeline
 from dvl.train.state import model_from_config
 
-KINDS = ('baseline', 'grid', 'compound', 'depth', 'width', 'resolution')
+# 'strategy': a scaling strategy of ``sweep.strategies`` (its spec in the
+# trial's label); 'star': an arm of the star sweep (``sweep.search = 'star'``).
+KINDS = ('baseline', 'grid', 'compound', 'depth', 'width', 'resolution',
+         'strategy', 'star')
 BUDGETS = ('epochs', 'steps', 'macs')
 
 
@@ -58,7 +61,11 @@ class Planned:
   side: int
   params: int | None = None
   macs: int | None = None
+  activations: int | None = None
   error: str = ''
+  # (cost, value): the cost a scale-up row was matched on and its value
+  # (``dvl.sweep.scaleup``).
+  match: tuple | None = None
 
   def row(self) -> dict:
     """The results row before training: the point and its cost."""
@@ -68,8 +75,10 @@ class Planned:
                 beta=t.beta, gamma=t.gamma, d=round(t.d, 4),
                 w=round(t.w, 4), r=round(t.r, 4), resolution=self.side,
                 params=self.params, macs=self.macs,
-                budget=t.budget,
-                steps=self.config.train.steps if self.config else None)
+                activations=self.activations, budget=t.budget,
+                steps=self.config.train.steps if self.config else None,
+                **({'match_cost': self.match[0],
+                    'match_value': self.match[1]} if self.match else {}))
 
 
 def digest(value) -> str:
@@ -135,7 +144,7 @@ class Planner:
       raise ValueError("sweep.budget = 'steps' trains every trial for "
                        'train.steps steps: set train.steps above 0, or use '
                        "sweep.budget = 'epochs'")
-    self._costs = {}
+    self._costs, self._seconds = {}, {}
     base = self.cost(self.model, self.base_side)
     if isinstance(base, str):
       raise ValueError(f'the baseline {self.model["name"]} cannot run at '
@@ -173,6 +182,17 @@ class Planner:
               'feature map collapsed to zero); use a larger input.resolution')
     return cost
 
+  def seconds_per_image(self, planned: Planned) -> float:
+    """``planned``'s network's measured train-step seconds per image
+    (``dvl.sweep.timing``), once per network."""
+    if planned.family not in self._seconds:
+      from dvl.sweep import timing
+      config = planned.config
+      self._seconds[planned.family] = timing.seconds_per_image(
+          config.model.to_dict(), planned.side, channels=self.channels,
+          num_classes=self.num_classes, batch=config.input.batch_size)
+    return self._seconds[planned.family]
+
   def plan(self, trial: Trial) -> Planned:
     """The train config, id and cost of ``trial``."""
     if trial.kind not in KINDS:
@@ -203,6 +223,7 @@ class Planner:
       planned.error = cost
     else:
       planned.params, planned.macs = cost.params, cost.macs
+      planned.activations = cost.activations
     return planned
 
   def train_config(self, model_cfg: dict, side: int, seed: int,

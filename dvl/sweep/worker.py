@@ -12,6 +12,8 @@ import sys
 import traceback
 from pathlib import Path
 
+# Measured cost of a population run (``dvl.train.population``).
+MEASURED = ('train_images_per_s', 'step_bytes', 'peak_bytes')
 # Summary fields a results row keeps.
 SUMMARY_FIELDS = ('val_accuracy', 'best_val_accuracy', 'test_accuracy',
                   'test_loss', 'steps', 'compile_s', 'wall_s')
@@ -122,6 +124,8 @@ def _outcome(results: dict) -> dict:
   outcome['train_s'] = results.get('train_s')
   outcome['population'] = results.get('population')
   outcome['programs'] = results.get('programs')
+  for cost in MEASURED:
+    outcome[cost] = results.get(cost)
   if results.get('diverged'):
     return {**outcome, 'status': 'diverged', 'reason': results['diverged']}
   outcome['status'] = 'ok'

@@ -457,6 +457,18 @@ class _Group:
       meta['best'] = getattr(self, '_best', [{} for _ in range(self.k)])
     self.ckpt.save(step, state, force=True, metadata=meta)
 
+  def _memory(self) -> dict:
+    """``step_bytes``: one member's share of what XLA's memory analysis
+    plans for the compiled train step (arguments, outputs, temporaries);
+    ``peak_bytes``: the device's peak bytes in use so far in this process,
+    where the backend reports memory statistics (an accelerator's; None on
+    a CPU)."""
+    programs = self.pop.programs
+    planned = step_bytes(programs.train) if programs is not None else None
+    stats = jax.devices()[0].memory_stats() or {}
+    return {'step_bytes': None if planned is None else planned / self.k,
+            'peak_bytes': stats.get('peak_bytes_in_use')}
+
   def _member_results(self, i, writer, step, val, test, best, diverged, *,
                       wall_s, compile_s, train_s, trained) -> dict:
     job, seed = self.job, self.members.seeds[i]
@@ -478,7 +490,8 @@ class _Group:
                'wall_s': wall_s,
                'train_images_per_s': (
                    trained * self.k * job.config.run.global_batch_size
-                   / train_s if trained else float('nan'))}
+                   / train_s if trained else float('nan')),
+               **self._memory()}
     if test is not None:
       results.update({f'test_{k}': v for k, v in test.items()})
     if val is not None:
