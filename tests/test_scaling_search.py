@@ -51,6 +51,9 @@ def test_runlocal_search_then_report_then_nothing_to_redo(env, tmp_path):
     assert summary['test_accuracy'] == row['test_accuracy']
     assert row['compile_s'] > 0 and row['train_s'] > 0
     assert row['macs'] == summary['macs'] and row['params'] == summary['params']
+    # Measured cost: the step's time per image and XLA's plan of its memory.
+    assert row['activations'] > 0 and row['train_images_per_s'] > 0
+    assert row['step_bytes'] > 0
     assert json.loads((trial / 'config.json').read_text())['input'][
         'resolution'] == row['resolution']
   for row in rows:
@@ -81,8 +84,9 @@ def test_runlocal_search_then_report_then_nothing_to_redo(env, tmp_path):
   text = (workdir / 'report.md').read_text()
   assert f'| this search | {chosen["alpha"]:g} | {chosen["beta"]:g} |' in text
   _check_time_section(text, _trained(rows))
-  for name in ('accuracy_vs_macs.png', 'accuracy_vs_params.png',
-               'search_grid.png'):
+  assert '## Measured cost' in text
+  assert "Pearson's r of log step time with log MACs is" in text
+  for name in report.PLOTS:
     assert (workdir / name).stat().st_size > 10_000
 
   (workdir / 'report.md').unlink()

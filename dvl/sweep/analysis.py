@@ -220,10 +220,19 @@ def _errors(members: list[dict], metric: str) -> dict:
   return {m['seed']: 1 - m[metric] for m in members}
 
 
+def star_multiplier(point: dict, base: dict, dimension: str) -> float:
+  """The multiplier a star arm's network actually has: its counted MACs
+  over the baseline's, to the power ``1 / p`` (p = 1 for depth, 2 for
+  width and resolution), so arms that round to one network coincide."""
+  ratio = point['macs'] / base['macs']
+  return round(ratio ** (1 / star.COST_POWER[dimension]), 6)
+
+
 def star_choice(rows, metric: str, sweep, budget=None) -> star.Star:
   """(α, β, γ) of the star sweep (``dvl.sweep.star.derive``) from the
   baseline's and the star arms' ``metric`` at ``budget``, as error rates
-  per seed; ``sweep.star.rule`` and ``sweep.target`` set the split.
+  per seed, each arm at its counted multiplier (``star_multiplier``);
+  ``sweep.star.rule`` and ``sweep.target`` set the split.
 
   Raises ValueError when the baseline or an arm has no trained row.
   """
@@ -237,13 +246,17 @@ def star_choice(rows, metric: str, sweep, budget=None) -> star.Star:
     if p['kind'] == 'star':
       dimension = star.DIMENSIONS[[p['d'], p['w'], p['r']].index(
           max(p['d'], p['w'], p['r']))]
-      multiplier = max(p['d'], p['w'], p['r'])
-      runs[dimension][multiplier] = {s: 1 - v for s, v in p['values'].items()}
+      multiplier = star_multiplier(p, base[0], dimension)
+      if multiplier > 1:  # else it rounds to the baseline's network
+        runs[dimension][multiplier] = {s: 1 - v
+                                       for s, v in p['values'].items()}
   missing = [k for k, v in runs.items() if len(v) < star.MIN_MULTIPLIERS]
   if missing:
     raise ValueError(f'the star sweep has fewer than {star.MIN_MULTIPLIERS} '
-                     f'trained multipliers for {", ".join(missing)}: read the '
-                     'status and reason columns of results.csv')
+                     f'distinct trained networks for {", ".join(missing)} '
+                     '(multipliers that round to one network count once): '
+                     'use multipliers further apart, or read the status and '
+                     'reason columns of results.csv')
   settings = sweep.get('star') or {}
   return star.derive({s: 1 - v for s, v in base[0]['values'].items()}, runs,
                      target=sweep['target'], rule=settings.get('rule',

@@ -445,8 +445,8 @@ def _star_section(rows, sweep: dict) -> list[str]:
             f'{", ".join(f"{m:g}" for m in sweep["star"]["multipliers"])} '
             f'around the baseline; per dimension, ln(error) = ln A − b·ln C '
             f'fitted on the mean {metric} error over the seeds (C: the '
-            f'nominal cost factor, m for depth and m² for width and '
-            f'resolution). Rule: {found.rule}.', '',
+            f'arm\'s counted MACs over the baseline\'s; arms that round to '
+            f'one network count once). Rule: {found.rule}.', '',
             '| dimension | A | exponent b | share of the cost | cost factor |',
             '|---|---|---|---|---|']
   for k in found.laws:
