@@ -36,3 +36,21 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     except ValueError as e:
       raise ValueError(f'config argument {key}={value!r}: {e}') from None
   return ml_collections.ConfigDict(out)
+
+
+def sibling_experiment(here: str, name: str):
+  """The module of the config file ``<name>.py`` in the folder of ``here``
+  (a config file's ``__file__``), loaded from its path: config files are
+  not a package. Raises ValueError naming the files there when there is
+  none."""
+  import importlib.util
+  from pathlib import Path
+  path = Path(here).with_name(f'{name}.py')
+  if not path.is_file():
+    choices = sorted(p.stem for p in path.parent.glob('*.py'))
+    raise ValueError(f'unknown experiment {name!r}; choose one of: '
+                     f'{", ".join(choices)}')
+  spec = importlib.util.spec_from_file_location(f'{name}_experiment', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

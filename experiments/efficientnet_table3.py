@@ -15,19 +15,13 @@ Arguments: ``dataset`` ('' for the MACs table), ``backbone``
 (mobilenet_v1, mobilenet_v2 or resnet50), ``runlocal``.
 """
 
-import importlib.util
-from pathlib import Path
 
-from dvl.config_args import parse_arg
+from dvl.config_args import parse_arg, sibling_experiment
 
 
 def _search_config(arg: str):
   """``experiments/scaling_search.py``'s config: the proxy and its recipe."""
-  path = Path(__file__).with_name('scaling_search.py')
-  spec = importlib.util.spec_from_file_location('scaling_search', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return sibling_experiment(__file__, 'scaling_search').get_config(arg)
 
 
 def get_config(arg=None):

@@ -25,23 +25,17 @@ default), ``resolution`` (0: the model's), ``runlocal``. Other groups are
 frozen with a flag, e.g. ``--config.train.freeze=prep,stage1,stage2``.
 """
 
-import importlib.util
-from pathlib import Path
 
 import ml_collections
 
-from dvl.config_args import parse_arg
+from dvl.config_args import parse_arg, sibling_experiment
 from dvl.data import default_input_config
 from dvl.optim import default_optim_config
 from dvl.train import default_train_config
 
 
 def _cifar10_experiment():
-  path = Path(__file__).with_name('cifar10.py')
-  spec = importlib.util.spec_from_file_location('cifar10_experiment', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return sibling_experiment(__file__, 'cifar10')
 
 
 def get_config(arg=None):
