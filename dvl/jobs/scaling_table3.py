@@ -21,7 +21,7 @@ from absl import logging
 
 from dvl import reference
 from dvl.jobs import model_table
-from dvl.sweep import analysis, report, results
+from dvl.sweep import analysis, plots, report, results
 from dvl.sweep.executors import make_executor
 from dvl.sweep.search import Runner
 from dvl.sweep.trials import Planner, Trial
@@ -80,7 +80,7 @@ def run(config, workdir: str) -> str:
     print('stopped; run the same command to resume.', flush=True)
     return ''
   sweep_config, rows = results.load(workdir)
-  report.plot_scaling(rows, sweep_config, 'macs').savefig(
+  plots.plot_scaling(rows, sweep_config, 'macs').savefig(
       Path(workdir) / 'accuracy_vs_macs.png')
   text = (f'# EfficientNet Table 3 rows of {name} on '
           f'{config.input.dataset}\n\n' + markdown(name, rows) + '\n\n'
