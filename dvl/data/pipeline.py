@@ -255,7 +255,8 @@ class Pipeline:
     ds = self.reader.train_batches(self.seed, start_step, self.batch_size)
     ds = ds.map(functools.partial(self.transforms.train, self.seed),
                 num_parallel_calls=reader_lib.AUTOTUNE)
-    return ds.prefetch(2).as_numpy_iterator()
+    # Endless and dropped mid-stream: see reader_lib.without_autotune.
+    return reader_lib.without_autotune(ds.prefetch(2)).as_numpy_iterator()
 
   def eval_iter(self, split='val', drop_remainder=False):
     """Every example of ``split`` once, in order, with a ``valid`` mask.

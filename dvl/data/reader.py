@@ -32,6 +32,19 @@ AUTOTUNE = tf.data.AUTOTUNE
 _LOAD_BATCH = 1024
 
 
+def without_autotune(ds):
+  """``ds`` with tf.data's autotuning off: its ``AUTOTUNE`` parallel maps run
+  on tf.data's default number of threads (the cores) and no autotuning
+  thread runs beside the iterator. Deleting an iterator joins that thread,
+  and the deletion does not cut short its timed wait between rounds, which
+  grows to tens of seconds as the iterator runs; an endless training
+  iterator is always deleted mid-stream. The batches are the same either
+  way (the maps are deterministic and seeded by ``(seed, step)``)."""
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.with_options(options)
+
+
 def split_sizes(cfg, builder):
   """``(n_train_total, n_val)`` from the config's val_count or val_fraction."""
   total = int(datasets.as_dataset(cfg, builder, cfg.train_split).cardinality())

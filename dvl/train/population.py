@@ -405,7 +405,8 @@ class _Group:
 
   def _steps(self, state, start, end, first, batches, writers, diverged):
     """Steps ``start + 1 .. end``; records the time spent logging and
-    saving (``_paused``)."""
+    saving (``_paused``). Steps run asynchronously: the wait for the steps
+    dispatched so far comes before each pause, so it counts as training."""
     job = self.job
     train = job.config.train
     self._paused = 0.0
@@ -415,11 +416,13 @@ class _Group:
       state, metrics = self.pop.train(state, batch)
       pending.append(metrics)
       if step % train.log_every == 0 or step == end:
+        pending = jax.block_until_ready(pending)
         paused = time.perf_counter()
         self._log(step, pending, writers, diverged)
         pending = []
         self._paused += time.perf_counter() - paused
       if self.ckpt.should_save(step) and step < end:
+        state = jax.block_until_ready(state)
         paused = time.perf_counter()
         self._save(state, step, None, diverged)
         self._paused += time.perf_counter() - paused
