@@ -287,3 +287,35 @@ def test_variable_size_catalog_dataset_streams(tmp_path):
   assert pipe.num_classes == 1000 and pipe.image_shape == (24, 24, 3)
   assert batches[0]['image'].shape == (4, 24, 24, 3)
   np.testing.assert_array_equal(resumed['image'], batches[4]['image'])
+
+
+def test_training_batches_without_autotuning_are_the_batches_with_it(
+    tmp_path):
+  """The training iterator turns tf.data's autotuning off (deleting an
+  autotuned iterator mid-stream waits for its tuning thread); the seeded,
+  deterministic augmentation gives the same batches either way."""
+  import tensorflow as tf
+  from dvl.data import reader
+  config = default_input_config()
+  config.dataset = 'shapes'
+  config.data_dir = str(tmp_path)
+  config.shapes.update(dict(num_train=256, num_test=64, image_size=32))
+  config.val_count = 64
+  config.batch_size = 32
+  config.augment.hflip = True
+  config.augment.crop = 'pad_crop'
+  pipeline = make_pipeline(config, seed=3)
+  ds = pipeline.reader.train_batches(pipeline.seed, 0, pipeline.batch_size)
+  ds = ds.map(lambda *a: pipeline.transforms.train(pipeline.seed, *a),
+              num_parallel_calls=tf.data.AUTOTUNE).take(4)
+  tuned = list(ds.as_numpy_iterator())
+  plain = reader.without_autotune(ds)
+  assert plain.options().autotune.enabled is False
+  assert ds.options().autotune.enabled is not False
+  for a, b in zip(tuned, plain.as_numpy_iterator(), strict=True):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  # And the pipeline's own training iterator draws those batches.
+  for a, b in zip(tuned, pipeline.train_iter(), strict=False):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
