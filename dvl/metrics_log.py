@@ -8,7 +8,8 @@ Everything a run writes lives in its workdir::
     workdir/tensorboard/<split>/ TensorBoard event files, one run per split, so
                                  train and val curves of a tag overlay
     workdir/config.json          the resolved config
-    workdir/model_info.json      parameter and MAC counts, with the convention
+    workdir/model_info.json      parameter, MAC and activation counts, with
+                                 the convention
     workdir/summary.json         the final results
 
 ``metrics.jsonl`` is append-only and safe across kills and resumes: every row
@@ -375,10 +376,13 @@ class MetricWriter:
       text = json.dumps(config, indent=2, sort_keys=True, default=str)
     _write_file(self.workdir / "config.json", text + "\n")
 
-  def log_model_info(self, *, params: int, macs: int, convention: str
-                     ) -> None:
-    """Records parameter and MAC counts once, with how MACs were counted."""
+  def log_model_info(self, *, params: int, macs: int, convention: str,
+                     activations: int | None = None) -> None:
+    """Records parameter, MAC and activation counts once, with how they
+    were counted."""
     info = {"params": int(params), "macs": int(macs), "convention": convention}
+    if activations is not None:
+      info["activations"] = int(activations)
     _write_file(self.workdir / "model_info.json",
                   json.dumps(info, indent=2) + "\n")
     self._print(f"model: {params / 1e6:.2f}M params, {macs / 1e9:.3f}G MACs "

@@ -38,6 +38,7 @@ def test_quickstart_runlocal_end_to_end(env, tmp_path):
   assert config['input']['resolution'] == 32
   info = json.loads((workdir / 'model_info.json').read_text())
   assert info['params'] == summary(workdir)['params'] > 0
+  assert 0 < info['activations'] < info['macs']
   assert 'MACs' in info['convention']
   train = rows(workdir, 'train')
   assert train[0]['step'] == 1 and 'compile_s' in train[0]

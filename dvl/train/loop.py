@@ -61,7 +61,8 @@ def _train(config, workdir: str, started: float) -> dict | None:
                       start_step=start) as writer:
       writer.write_config(job.config)
       writer.log_model_info(params=job.cost.params, macs=job.cost.macs,
-                            convention=MACS_CONVENTION)
+                            convention=MACS_CONVENTION,
+                            activations=job.cost.activations)
       loop = Loop(job, ckpt, writer, guard, meta)
       state = loop.train(state, start)
       results = None

@@ -21,7 +21,9 @@ from dvl.optim import ema_init
 MACS_CONVENTION = (
     'MACs: multiply-accumulates of convolutions and dense layers per image at '
     'the training resolution, every kernel tap counted (dvl.flops); params: '
-    'trainable parameters, BatchNorm running statistics excluded')
+    'trainable parameters, BatchNorm running statistics excluded; '
+    'activations: elements of every convolution\'s and dense layer\'s '
+    'output per image')
 
 
 @flax.struct.dataclass
