@@ -55,8 +55,8 @@ def _scanned_names(params) -> list[str]:
   return [k for k in params if scan._SCANNED.match(k)]
 
 
-# Two families in the default suite, the rest with the slow tests.
-FAST = ('efficientnet', 'resnet18')
+# One family in the default suite, the rest with the slow tests.
+FAST = ('efficientnet',)
 
 
 @pytest.mark.parametrize('name', [
@@ -178,7 +178,8 @@ def test_blocks_that_change_shape_are_unrolled_with_a_warning():
   assert Stage().apply(variables, x).shape == (1, 32)
 
 
-@pytest.mark.parametrize('saved_scanned', [False, True])
+@pytest.mark.parametrize('saved_scanned', [
+    False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_checkpoint_restores_across_layouts(tmp_path, saved_scanned):
   scanned, unrolled = _pair('resnet18')
   x = jnp.ones((1, 32, 32, 3))
@@ -218,6 +219,7 @@ def test_a_checkpoint_of_another_model_is_still_refused(tmp_path):
       ckpt.restore(jax.eval_shape(lambda: _init(other, x)))
 
 
+@pytest.mark.slow
 def test_pretrained_variables_merge_across_layouts():
   scanned, unrolled = _pair('mobilenet_v1')
   x = jnp.ones((1, 32, 32, 3))

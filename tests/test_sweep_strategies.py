@@ -36,8 +36,9 @@ def _compound(planner, phi=1):
                             *CHOSEN))
 
 
-@pytest.mark.parametrize('method', ['uniform', 'dwr:0.8', 'width',
-                                    'exponents:0.5,0.05,0.2'])
+@pytest.mark.parametrize('method', [
+    'uniform', 'dwr:0.8', pytest.param('width', marks=pytest.mark.slow),
+    pytest.param('exponents:0.5,0.05,0.2', marks=pytest.mark.slow)])
 def test_a_method_is_matched_on_each_counted_cost(planner, method):
   exponents = strategies.parse(method).exponents
   for cost in ('macs', 'activations', 'params'):

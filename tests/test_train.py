@@ -144,6 +144,7 @@ def test_divergence_stops_naming_the_step_and_keeps_the_good_checkpoint(
   assert not (workdir / 'summary.json').exists()
 
 
+@pytest.mark.slow
 def test_lr_range_writes_the_curve_and_suggests_a_rate(env, tmp_path):
   workdir = tmp_path / 'lr_range'
   result = launch('experiments/lr_range.py:runlocal', workdir, env)
