@@ -212,6 +212,29 @@ def test_compiling_ahead_serves_the_next_population_the_same_programs(
       'pop40-s3': 'ahead', 'pop40-s7': 'ahead'}
 
 
+def test_waiting_for_programs_compiled_ahead_counts_as_compiling(
+    monkeypatch):
+  # The executor's accounting alone: a compile that outlasts the task before
+  # it makes the next task wait, and that wait is its compile time.
+  import time
+  monkeypatch.setattr(executors.worker, 'compile_population',
+                      lambda *args: time.sleep(0.6))
+  monkeypatch.setattr(executors.worker, 'run_population', lambda *args: {
+      f'{args[1]}-t': {'status': 'ok', 'compile_s': 0.1, 'wall_s': 1.0}})
+  tasks = [executors.Task(name, {}, name, [(f'{name}-t', 0, name)])
+           for name in ('a', 'b', 'c')]
+  sweep = ml_collections.ConfigDict(dict(
+      compile_ahead=ml_collections.FieldReference(True, field_type=object),
+      population='vmap', population_memory_gb=0.0))
+  out = {t: o for _, outcomes in executors.Sequential(sweep).run(tasks)
+         for t, o in outcomes.items()}
+  assert out['a-t']['compile_s'] == 0.1 and out['a-t']['wall_s'] == 1.0
+  for trial in ('b-t', 'c-t'):
+    waited = out[trial]['compile_s'] - 0.1
+    assert 0.5 < waited < 5, (trial, waited)
+    assert out[trial]['wall_s'] == pytest.approx(1.0 + waited)
+
+
 def test_compile_ahead_is_off_on_a_cpu_that_training_fills():
   sweep = lambda **f: ml_collections.ConfigDict(dict(
       threads_per_worker=0, **f))

@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -146,8 +147,10 @@ class Sequential:
   """Runs each task in this process, in order; with ``compiles_ahead``, a
   thread compiles task n + 1's programs while task n trains
   (``worker.compile_population``), and task n + 1 starts once they are
-  ready. The thread reads task n + 1's data: they must exist already (the
-  sweep's planner prepares them)."""
+  ready; the time it waits for them after task n ends is added to its
+  ``compile_s`` and ``wall_s``. The thread starts with task n, so it also
+  competes with task n's own compile. It reads task n + 1's data: they
+  must exist already (the sweep's planner prepares them)."""
 
   def __init__(self, sweep):
     self.sweep = sweep
@@ -155,6 +158,7 @@ class Sequential:
 
   def run(self, tasks):
     tasks = list(tasks)
+    waited = 0.0  # seconds task i waited for its programs compiled ahead
     for i, task in enumerate(tasks):
       ahead = None
       if self.ahead and i + 1 < len(tasks):
@@ -166,9 +170,23 @@ class Sequential:
       try:
         outcome = worker.run_population(*task.args(self.sweep))
       finally:
+        started = time.perf_counter()
         if ahead is not None:
           ahead.join()
-      yield task.id, _counted(outcome, 0)
+        wait_next = time.perf_counter() - started if ahead else 0.0
+      yield task.id, _counted(_waited(outcome, waited), 0)
+      waited = wait_next
+
+
+def _waited(outcomes: dict, seconds: float) -> dict:
+  """``outcomes`` with ``seconds`` spent waiting for their programs to be
+  compiled ahead (after the previous task ended) added to their compile
+  and wall time: the report's compile share counts the wait."""
+  if not seconds:
+    return outcomes
+  return {i: {**o, **{k: o[k] + seconds for k in ('compile_s', 'wall_s')
+                      if isinstance(o.get(k), (int, float))}}
+          for i, o in outcomes.items()}
 
   def close(self):
     pass
