@@ -177,6 +177,9 @@ class Sequential:
       yield task.id, _counted(_waited(outcome, waited), 0)
       waited = wait_next
 
+  def close(self):
+    pass
+
 
 def _waited(outcomes: dict, seconds: float) -> dict:
   """``outcomes`` with ``seconds`` spent waiting for their programs to be
@@ -187,9 +190,6 @@ def _waited(outcomes: dict, seconds: float) -> dict:
   return {i: {**o, **{k: o[k] + seconds for k in ('compile_s', 'wall_s')
                       if isinstance(o.get(k), (int, float))}}
           for i, o in outcomes.items()}
-
-  def close(self):
-    pass
 
 
 def check_memory_fraction(sweep) -> None:
