@@ -69,7 +69,7 @@ CASES = {
     'vgg19': Case('vgg19', 'VGG19', 'vgg19'),
 }
 SLOW = ('efficientnet_b4', 'efficientnet_b5', 'efficientnet_b6',
-        'efficientnet_b7')
+        'efficientnet_b7', 'vgg16')
 # Files of several hundred MB, removed once their test has used them.
 LARGE = ('vgg16', 'vgg19')
 

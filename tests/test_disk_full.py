@@ -53,6 +53,7 @@ def _resumes_to_the_same_metrics(workdir, undisturbed):
     assert results[key] == pytest.approx(undisturbed[key], rel=1e-6), key
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_keeps_the_last_one(
     tmp_path, monkeypatch, undisturbed):
   save = ocp.CheckpointManager.save

@@ -81,6 +81,7 @@ def test_steps_apply_the_imported_preprocessing():
   assert steps.model_input(images, None) is images
 
 
+@pytest.mark.slow
 @PETS
 def test_finetune_run_trains_the_backbone_slowly_and_the_head(
     source, data_dir, tmp_path):

@@ -63,6 +63,7 @@ def test_reused_temporaries_are_not_faulted_in_again():
   assert max(kept['faults']) < _TEMP_PAGES // 10, kept
 
 
+@pytest.mark.slow
 @glibc_only
 def test_opting_out_keeps_the_c_library_defaults():
   default = _probe(opt_out=True)

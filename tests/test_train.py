@@ -22,6 +22,7 @@ def env(tmp_path_factory):
                  tmp_path_factory.mktemp('jax_cache'))
 
 
+@pytest.mark.slow
 def test_quickstart_runlocal_end_to_end(env, tmp_path):
   workdir = tmp_path / 'quick'
   result = launch(QUICK, workdir, env)
@@ -109,6 +110,7 @@ def _assert_same_run(resumed, straight, stopped_at):
     assert ours[step] == pytest.approx(theirs[step], rel=1e-6), step
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(env, tmp_path):
   workdir = tmp_path / 'term'
   process = start(QUICK, workdir, env, '--config.train.steps=400',

@@ -47,6 +47,7 @@ def flat(tree) -> dict:
   return traverse_util.flatten_dict(jax.device_get(tree), sep='/')
 
 
+@pytest.mark.slow
 def test_overfit_batches_drives_the_training_loss_to_zero(data_dir,
                                                           tmp_path):
   config = tiny_config(data_dir, steps=120, overfit_batches=2, log_every=10,
@@ -67,6 +68,7 @@ def _four_class_folder(path, rng):
   return str(path)
 
 
+@pytest.mark.slow
 def test_transfer_reinitialises_the_head_freezes_and_loads_the_rest(
     data_dir, tmp_path):
   source_dir = str(tmp_path / 'source')

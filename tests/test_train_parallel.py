@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from train_runs import REPO
 
 SCRIPT = textwrap.dedent('''
@@ -73,6 +75,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device_on_the_same_global_batch():
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
