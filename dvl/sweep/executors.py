@@ -173,7 +173,8 @@ class Sequential:
         started = time.perf_counter()
         if ahead is not None:
           ahead.join()
-        wait_next = time.perf_counter() - started if ahead else 0.0
+        wait_next = (time.perf_counter() - started
+                     if ahead is not None else 0.0)
       yield task.id, _counted(_waited(outcome, waited), 0)
       waited = wait_next
 
