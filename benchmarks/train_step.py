@@ -9,11 +9,17 @@ report: a quick look while changing a model. ``--depthwise xla,shifted``
 compares the depthwise implementations of the models that have them,
 ``--scan on,off`` scanned stages against unrolled ones (``compile`` is the
 cold lowering and compilation of the step; run it with an empty JAX cache).
+``--kernels N`` lists the N XLA kernels the step spends most time in (from
+``jax.profiler``'s trace of a few more steps): where a variant loses time.
 The benchmark job (``experiments/benchmark.py``) is the full comparison.
 """
 
 import argparse
+import collections
+import gzip
+import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +33,52 @@ from dvl.jobs import benchmark  # noqa: E402
 lowering.add_cpu_xla_flags()  # as launch.py does, before JAX starts
 
 
-def bench(name, batch, side, dtype, steps, **fields):
+# Kernels that run others (their time includes their bodies' kernels).
+_ENCLOSING = ('while', 'conditional', 'call')
+
+
+def kernel_times(call, calls: int) -> dict[str, tuple[float, float]]:
+  """``{HLO op: (microseconds, runs)}`` per call of ``call()``, over
+  ``calls`` calls traced by ``jax.profiler``: every kernel event that names
+  its HLO op."""
+  with tempfile.TemporaryDirectory() as directory:
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+      for _ in range(calls):
+        call()
+    path = next(Path(directory).rglob('perfetto_trace.json.gz'), None)
+    if path is None:
+      return {}
+    with gzip.open(path) as f:
+      events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  total, runs = collections.Counter(), collections.Counter()
+  for event in events:
+    op = (event.get('args') or {}).get('hlo_op')
+    if event.get('ph') == 'X' and op:
+      total[op] += event.get('dur', 0.0)
+      runs[op] += 1
+  return {op: (total[op] / calls, runs[op] / calls) for op in total}
+
+
+def print_kernels(times: dict, top: int) -> None:
+  """The ``top`` kinds of kernel (an HLO op's name without its number) and
+  the ``top`` single kernels by time per step."""
+  inner = {op: t for op, t in times.items()
+           if op.split('.')[0] not in _ENCLOSING}
+  whole = sum(us for us, _ in inner.values()) or 1.0
+  kinds = collections.defaultdict(lambda: [0.0, 0.0])
+  for op, (us, runs) in inner.items():
+    kind = op.rsplit('.', 1)[0] if op.rsplit('.', 1)[-1].isdigit() else op
+    kinds[kind][0] += us
+    kinds[kind][1] += runs
+  print(f'    kernel time summed over threads: {whole / 1e3:.1f} ms/step')
+  for title, table in (('kind', kinds), ('kernel', inner)):
+    print(f'    {title:40s} {"us/step":>10s} {"runs/step":>9s} {"share":>6s}')
+    for op, (us, runs) in sorted(table.items(), key=lambda kv: -kv[1][0])[:top]:
+      print(f'    {op:40s} {us:10.0f} {runs:9.0f} {100 * us / whole:5.1f}%')
+
+
+def bench(name, batch, side, dtype, steps, kernels=0, **fields):
   runner = benchmark.DvlModel(name, resolution=side, dtype=dtype, remat=False)
   if fields:
     runner.model = models.build_model(name, dtype=dtype, **fields)
@@ -51,6 +102,8 @@ def bench(name, batch, side, dtype, steps, **fields):
         f'{jnp.dtype(dtype).name:8s} {batch / seconds:9.1f} img/s  '
         f'compile {compile_s:5.1f}s  {tflops:7.2f} TFLOP/s  '
         f'{memory / 2 ** 20:7.0f} MiB', flush=True)
+  if kernels:
+    print_kernels(kernel_times(one, max(steps, 3)), kernels)
 
 
 def main():
@@ -64,6 +117,8 @@ def main():
                       help="compare depthwise impls, e.g. 'xla,shifted'")
   parser.add_argument('--scan', default='',
                       help="compare scanned and unrolled stages: 'on,off'")
+  parser.add_argument('--kernels', type=int, default=0,
+                      help='list the N kernels with the most time per step')
   args = parser.parse_args()
   print('backend', jax.default_backend(), jax.devices()[0].device_kind)
   for name in args.models.split(','):
@@ -75,7 +130,7 @@ def main():
       variants = [dict(v, scan=s) for v in variants for s in scans]
     for fields in variants:
       bench(name, args.batch, args.resolution, jnp.dtype(args.dtype),
-            args.steps, **fields)
+            args.steps, kernels=args.kernels, **fields)
 
 
 if __name__ == '__main__':

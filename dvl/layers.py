@@ -167,6 +167,7 @@ def remat(block_cls):
       return super().__call__(x, train)
 
   Keyword.__name__ = Keyword.__qualname__ = f'Remat{block_cls.__name__}'
+  Keyword.rematerialised = True  # models.scan adds no second remat
   return Keyword
 
 

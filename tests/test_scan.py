@@ -1,6 +1,8 @@
 """Scanned stages (dvl.models.scan): the same network as the unrolled one,
 in another parameter layout that converts losslessly both ways."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -149,6 +151,48 @@ def test_each_scanned_block_gets_its_own_drop_path_rate():
                              rtol=1e-6)
   # In evaluation every branch counts.
   assert not np.allclose(three.apply(variables, x, train=False), out)
+
+
+class _AnyStage(nn.Module):
+  """Four ``block``s of ``_Residual``'s fields, scanned or not."""
+  block: type
+  scan: bool = True
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    return scan.stage(self.block, dict(features=4), 4, x, train=train,
+                      name='stage1', scan=self.scan, rates=(0.0,) * 4)
+
+
+def _remats(stage, x) -> int:
+  """How many rematerialised calls the training forward pass traces."""
+  variables = stage.init(jax.random.key(0), x, train=False)
+  text = str(jax.make_jaxpr(lambda v: stage.apply(
+      v, x, train=True, rngs={'dropout': jax.random.key(1)}))(variables))
+  return len(re.findall(r'\b(?:remat2|checkpoint)\[', text))
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu',
+                    reason='scanned stages recompute activations on the CPU')
+def test_a_scanned_stage_recomputes_its_blocks_on_the_cpu_once():
+  x = jnp.ones((2, 4))
+  assert _remats(_AnyStage(_Residual, scan=False), x) == 0
+  assert _remats(_AnyStage(_Residual), x) == 1  # the scanned body
+  # A block that already recomputes (layers.remat) gets no second remat:
+  # one per unrolled block, and one for the first block and the body.
+  rematted = layers.remat(_Residual)
+  assert _remats(_AnyStage(rematted, scan=False), x) == 4
+  assert _remats(_AnyStage(rematted), x) == 2
+  # And the gradients are the unrolled stage's.
+  stage = _AnyStage(_Residual)
+  variables = stage.init(jax.random.key(0), x, train=False)
+  flat = scan.unstack(variables)
+  loss = lambda model: lambda v: jnp.sum(jnp.sin(model.apply(
+      v, x, train=True, rngs={'dropout': jax.random.key(1)})))
+  g_scan = scan.unstack(jax.grad(loss(stage))(variables))
+  g_flat = jax.grad(loss(_AnyStage(_Residual, scan=False)))(flat)
+  for a, b in zip(jax.tree.leaves(g_scan), jax.tree.leaves(g_flat)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 class _Widening(nn.Module):

@@ -19,10 +19,17 @@ back the same arrays. Checkpoints, imported weights and the Keras rules
 Drop-path rates differ from block to block; in a scanned stage each block's
 rate is a scanned input of the step.
 
+On the CPU a scanned stage recomputes its blocks' activations in the
+backward pass (``nn.remat`` around the scanned block; ``remat_scanned``):
+XLA's CPU backend would otherwise stack every block's residuals in buffers
+it fills with zeros each step and read them back through slices it fuses
+into the depthwise tap loops, which costs more than the recomputation.
+
 The families with repeated blocks (EfficientNet, EfficientNetV2,
 MobileNetV1/V2, ResNet, RegNet, ConvNeXt) have a ``scan`` field, False by
-default: on the CPU the scanned step runs slower and compiles no faster
-(docs/speed.md), and on accelerators that is not measured yet.
+default: on the CPU the scanned step compiles faster only for deep stages
+and runs no faster (docs/speed.md), and on accelerators that is not
+measured yet.
 """
 
 from collections.abc import Mapping, Sequence
@@ -61,6 +68,14 @@ class _Step(nn.Module):
     if self.with_rate:
       fields['drop_path'] = rate
     return self.block(**fields, name='block')(x, train=self.train), None
+
+
+def remat_scanned(block) -> bool:
+  """Whether a scanned stage of ``block`` recomputes its activations in
+  the backward pass: on the CPU backend, unless ``block`` already does
+  (``layers.remat``)."""
+  return (jax.default_backend() == 'cpu'
+          and not getattr(block, 'rematerialised', False))
 
 
 def _keeps_shape(block, fields: dict, x) -> bool:
@@ -108,7 +123,8 @@ def stage(block, fields: Mapping, count: int, x, *, train: bool, name: str,
   if scan and repeated >= MIN_SCANNED:
     probe = dict(fields, **({} if rates is None else {'drop_path': 0.0}))
     if _keeps_shape(block, probe, x):
-      steps = nn.scan(_Step, variable_axes={True: 0},
+      body = nn.remat(_Step) if remat_scanned(block) else _Step
+      steps = nn.scan(body, variable_axes={True: 0},
                       split_rngs={True: True}, in_axes=0, length=repeated)
       rate = jnp.asarray(np.zeros(repeated) if rates is None
                          else np.asarray(rates[1:]), jnp.float32)
