@@ -72,7 +72,8 @@ def main(argv):
   print(loop.describe(job))
   steps, batch_size = _STEPS.value, job.config.run.global_batch_size
   state = parallel.replicate(
-      job_lib.fresh_state(job.config, job.model, job.tx), job.mesh)
+      job_lib.fresh_state(job.config, job.model, job.tx, job.pipeline),
+      job.mesh)
   batches = job.pipeline.train_iter(0)
   input_s = time_input(batches, steps)
   batch = parallel.put_batch(next(batches), job.mesh)

@@ -352,7 +352,9 @@ class DropPath(nn.Module):
     keep = 1.0 - self.rate
     mask = jax.random.bernoulli(self.make_rng('dropout'), keep,
                                 (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+    # In x's dtype: a traced float32 rate would otherwise promote a
+    # bfloat16 branch (and a scanned stage's carry) to float32.
+    return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x))
 
 
 class InvertedResidual(nn.Module):

@@ -195,6 +195,41 @@ def test_a_scanned_stage_recomputes_its_blocks_on_the_cpu_once():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+class _HalfResidual(nn.Module):
+  """``_Residual`` computing in bfloat16."""
+  features: int
+  drop_path: float = 0.0
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    y = nn.Dense(self.features, dtype=jnp.bfloat16)(x)
+    return x + layers.DropPath(self.drop_path)(y, train=train)
+
+
+def test_a_bfloat16_stage_with_drop_path_scans_in_bfloat16():
+  # The scanned rates are float32 arrays: they must not promote the carry.
+  x = jax.random.normal(jax.random.key(0), (8, 4)).astype(jnp.bfloat16)
+  rates = (0.0, 0.1, 0.2, 0.3)
+
+  class Stage(nn.Module):
+    scan: bool
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+      return scan.stage(_HalfResidual, dict(features=4), 4, x, train=train,
+                        name='stage1', scan=self.scan, rates=rates)
+
+  scanned = Stage(scan=True)
+  variables = scanned.init(jax.random.key(1), x, train=False)
+  assert 'stage1_block2to4' in variables['params']
+  rngs = {'dropout': jax.random.key(2)}
+  out = scanned.apply(variables, x, train=True, rngs=rngs)
+  assert out.dtype == jnp.bfloat16
+  ref = Stage(scan=False).apply(scan.unstack(variables), x, train=True,
+                                rngs=rngs)
+  assert ref.dtype == jnp.bfloat16
+
+
 class _Widening(nn.Module):
   features: int
 
