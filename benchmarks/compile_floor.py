@@ -45,11 +45,13 @@ def networks(workdir: Path) -> list[tuple[str, ml_collections.ConfigDict,
           (workdir / 'results.jsonl').read_text().splitlines() if line]
   seen, out = {}, []
   for row in rows:
-    trial = row.get('trial') or row.get('id')
+    trial = row['trial']
     path = workdir / 'trials' / str(trial).split('@')[0] / 'config.json'
     if not path.is_file():
       continue
-    config = ml_collections.ConfigDict(errors.load_json(path, ''))
+    config = ml_collections.ConfigDict(errors.load_json(
+        path, 'It is the config the sweep wrote for that trial: run the '
+        'sweep again in a new workdir to write it anew.'))
     tree = config.to_dict()
     seed = tree['train'].pop('seed', 0)
     key = json.dumps(tree, sort_keys=True, default=str)
@@ -67,8 +69,8 @@ def populations_wall(workdir: Path) -> float:
   for line in (workdir / 'results.jsonl').read_text().splitlines():
     if line:
       row = json.loads(line)
-      key = (row.get('population_dir'), row.get('steps'))
-      runs[key] = row.get('wall_s') or 0.0
+      if row.get('population_dir'):  # not a row that reuses another's run
+        runs[(row['population_dir'], row.get('steps'))] = row['wall_s'] or 0.0
   return float(sum(runs.values()))
 
 

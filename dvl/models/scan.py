@@ -27,9 +27,9 @@ into the depthwise tap loops, which costs more than the recomputation.
 
 The families with repeated blocks (EfficientNet, EfficientNetV2,
 MobileNetV1/V2, ResNet, RegNet, ConvNeXt) have a ``scan`` field, False by
-default: on the CPU the scanned step compiles faster only for deep stages
-and runs no faster (docs/speed.md), and on accelerators that is not
-measured yet.
+default: on the CPU the scanned step compiles faster only for deep
+networks and runs slower at small batches (docs/speed.md), and on
+accelerators that is not measured yet.
 """
 
 from collections.abc import Mapping, Sequence
